@@ -1,0 +1,1 @@
+"""Operations helpers shared by the lab, the tests and the benchmarks."""

@@ -1,0 +1,89 @@
+data "aws_caller_identity" "current" {}
+data "aws_availability_zones" "available" {
+  state = "available"
+}
+
+locals {
+  name               = coalesce(var.name, "${var.project}-${var.environment}-${var.stack_role}")
+  availability_zones = coalesce(var.availability_zones, slice(data.aws_availability_zones.available.names, 0, min(var.az_count, length(data.aws_availability_zones.available.names))))
+  bucket_prefix      = coalesce(var.bucket_prefix, "${var.project}-${var.environment}-${data.aws_caller_identity.current.account_id}-${var.region}")
+  peer_cidrs         = var.peer_vpc_cidr == null ? [] : [var.peer_vpc_cidr]
+  tags               = { Stack = var.stack_role }
+}
+
+module "kms" {
+  source = "../../modules/kms"
+  name   = local.name
+  tags   = local.tags
+}
+
+module "network" {
+  source                  = "../../modules/network"
+  name                    = local.name
+  vpc_cidr                = var.vpc_cidr
+  non_overlapping_cidrs   = concat(local.peer_cidrs, var.extra_non_overlapping_cidrs)
+  availability_zones      = local.availability_zones
+  single_nat_gateway      = var.single_nat_gateway
+  flow_log_retention_days = var.flow_log_retention_days
+  kms_key_arn             = module.kms.key_arn
+  tags                    = local.tags
+}
+
+module "security" {
+  source                   = "../../modules/security"
+  name                     = local.name
+  vpc_id                   = module.network.vpc_id
+  vpc_cidr                 = module.network.vpc_cidr
+  admin_cidrs              = var.admin_cidrs
+  dashboard_cidrs          = var.dashboard_cidrs
+  allow_world_admin_access = var.allow_world_admin_access
+  replication_peer_cidrs   = local.peer_cidrs
+  tags                     = local.tags
+}
+
+module "storage" {
+  source        = "../../modules/storage"
+  bucket_prefix = local.bucket_prefix
+  kms_key_arn   = module.kms.key_arn
+  force_destroy = var.lake_force_destroy
+  replication   = var.lake_replication
+  tags          = local.tags
+}
+
+module "iam" {
+  source           = "../../modules/iam"
+  name             = local.name
+  lake_bucket_arns = module.storage.bucket_arns
+  kms_key_arn      = module.kms.key_arn
+  tags             = local.tags
+}
+
+module "compute" {
+  source                 = "../../modules/compute"
+  name                   = local.name
+  environment            = var.environment
+  project                = var.project
+  instance_groups        = var.instance_groups
+  subnet_ids             = module.network.subnet_ids
+  security_group_ids     = module.security.security_group_ids
+  instance_profile_names = module.iam.instance_profile_names
+  ami_id                 = var.ami_id
+  ami_owners             = var.ami_owners
+  ami_name_pattern       = var.ami_name_pattern
+  ssh_key_name           = var.ssh_key_name
+  detailed_monitoring    = var.detailed_monitoring
+  kms_key_arn            = module.kms.key_arn
+  tags                   = local.tags
+}
+
+module "emr" {
+  source              = "../../modules/emr"
+  enabled             = var.enable_emr
+  name                = local.name
+  vpc_id              = module.network.vpc_id
+  subnet_id           = module.network.subnet_ids["private"][0]
+  core_instance_count = var.emr_core_instance_count
+  log_bucket          = module.storage.access_log_bucket
+  kms_key_arn         = module.kms.key_arn
+  tags                = local.tags
+}

@@ -1,0 +1,210 @@
+# Variables of the platform stack. envs/dr symlinks this configuration; each env differs only in its terraform.tfvars.
+
+variable "region" {
+  description = "AWS region of this stack (primary: ap-northeast-2, DR: ap-northeast-1)."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
+    error_message = "region must be an AWS region code such as ap-northeast-2."
+  }
+}
+
+variable "stack_role" {
+  description = "primary (serves traffic, replicates to DR) or dr (warm standby)."
+  type        = string
+  validation {
+    condition     = contains(["primary", "dr"], var.stack_role)
+    error_message = "stack_role must be primary or dr."
+  }
+}
+
+variable "project" {
+  description = "Project tag and name prefix."
+  type        = string
+  default     = "fms"
+}
+
+variable "environment" {
+  description = "production, staging, dev or lab. Production enforces the quorum rules (>= 3 odd KRaft controllers, >= 3 brokers)."
+  type        = string
+  default     = "production"
+  validation {
+    condition     = contains(["production", "staging", "dev", "lab"], var.environment)
+    error_message = "environment must be one of production, staging, dev, lab."
+  }
+}
+
+variable "name" {
+  description = "Name prefix of every resource; null means <project>-<environment>-<stack_role>."
+  type        = string
+  default     = null
+}
+
+variable "vpc_cidr" {
+  description = "VPC CIDR; must not overlap peer_vpc_cidr (the other region)."
+  type        = string
+}
+
+variable "peer_vpc_cidr" {
+  description = "VPC CIDR of the other region's stack: checked for overlap and allowed to reach Kafka for MirrorMaker 2. null when there is no peer."
+  type        = string
+  default     = null
+}
+
+variable "extra_non_overlapping_cidrs" {
+  description = "Further CIDRs the VPC must not overlap (on-premises networks, VPNs)."
+  type        = list(string)
+  default     = []
+}
+
+variable "az_count" {
+  description = "Number of availability zones to use when availability_zones is null (at least 2; 3 recommended)."
+  type        = number
+  default     = 3
+  validation {
+    condition     = var.az_count >= 2
+    error_message = "az_count must be at least 2: one zone cannot keep Kafka and HDFS available through a zone failure."
+  }
+}
+
+variable "availability_zones" {
+  description = "Explicit availability zones (overrides az_count), at least 2."
+  type        = list(string)
+  default     = null
+  validation {
+    condition     = var.availability_zones == null ? true : length(var.availability_zones) >= 2
+    error_message = "availability_zones must list at least 2 zones, e.g. [\"ap-northeast-2a\", \"ap-northeast-2c\"]."
+  }
+}
+
+variable "single_nat_gateway" {
+  description = "One NAT gateway instead of one per AZ (cheaper; loses egress if that zone fails)."
+  type        = bool
+  default     = false
+}
+
+variable "admin_cidrs" {
+  description = "Networks allowed to SSH to the bastion."
+  type        = list(string)
+  default     = []
+}
+
+variable "dashboard_cidrs" {
+  description = "Networks allowed to reach Grafana/Prometheus/Alertmanager directly (otherwise tunnel through the bastion)."
+  type        = list(string)
+  default     = []
+}
+
+variable "allow_world_admin_access" {
+  description = "Explicit opt-in for a /0 in admin_cidrs or dashboard_cidrs. Leave false."
+  type        = bool
+  default     = false
+}
+
+variable "instance_groups" {
+  description = "Instances per role (see the compute module). Defaults are a production-sized platform."
+  type = map(object({
+    count               = number
+    instance_type       = string
+    groups              = optional(list(string))
+    subnet_tier         = optional(string)
+    root_volume_size_gb = optional(number, 30)
+    data_volume_size_gb = optional(number, 0)
+    data_volume_iops    = optional(number, 3000)
+  }))
+  default = {
+    bastion          = { count = 1, instance_type = "t3.small" }
+    kafka_controller = { count = 3, instance_type = "m6i.large", data_volume_size_gb = 50 }
+    kafka            = { count = 3, instance_type = "r6i.xlarge", data_volume_size_gb = 1000 }
+    hdfs_namenode    = { count = 1, instance_type = "r6i.xlarge", data_volume_size_gb = 200 }
+    hdfs_datanode    = { count = 3, instance_type = "d3.xlarge", data_volume_size_gb = 4000 }
+    spark_master     = { count = 1, instance_type = "m6i.large" }
+    spark_worker     = { count = 3, instance_type = "r6i.2xlarge", data_volume_size_gb = 200 }
+    monitoring       = { count = 1, instance_type = "m6i.large", data_volume_size_gb = 200 }
+    collector        = { count = 2, instance_type = "c6i.large" }
+  }
+}
+
+variable "ami_id" {
+  description = "AMI for every instance; null looks up the newest image matching ami_name_pattern from ami_owners."
+  type        = string
+  default     = null
+}
+
+variable "ami_owners" {
+  description = "AMI owners searched when ami_id is null (Debian's official account by default)."
+  type        = list(string)
+  default     = ["136693071363"]
+}
+
+variable "ami_name_pattern" {
+  description = "AMI name pattern searched when ami_id is null."
+  type        = string
+  default     = "debian-12-amd64-*"
+}
+
+variable "ssh_key_name" {
+  description = "Existing EC2 key pair for the admin user; null installs none (use SSM or bake keys)."
+  type        = string
+  default     = null
+}
+
+variable "detailed_monitoring" {
+  description = "EC2 detailed monitoring (1-minute CloudWatch metrics)."
+  type        = bool
+  default     = true
+}
+
+variable "bucket_prefix" {
+  description = "Prefix of the lake bucket names; null means <project>-<environment>-<account id>-<region>."
+  type        = string
+  default     = null
+}
+
+variable "lake_force_destroy" {
+  description = "Let terraform destroy non-empty lake buckets. Only for labs and tests."
+  type        = bool
+  default     = false
+}
+
+variable "lake_replication" {
+  description = "Replicate the lake to the DR region (primary stack only): the DR stack's lake_bucket_arns and kms_key_arn outputs."
+  type = object({
+    enabled                 = bool
+    destination_bucket_arns = optional(map(string), {})
+    destination_kms_key_arn = optional(string)
+  })
+  default = { enabled = false }
+  validation {
+    condition     = !(var.lake_replication.enabled && var.stack_role == "dr")
+    error_message = "lake_replication is configured on the primary stack (the source); the DR stack is its destination."
+  }
+}
+
+variable "flow_log_retention_days" {
+  description = "Retention of VPC flow logs in CloudWatch, in days."
+  type        = number
+  default     = 365
+}
+
+variable "enable_emr" {
+  description = "Also create an EMR cluster (Spark + Hadoop) as an alternative Spark runtime."
+  type        = bool
+  default     = false
+}
+
+variable "emr_core_instance_count" {
+  description = "Core nodes of the optional EMR cluster."
+  type        = number
+  default     = 3
+}
+
+variable "aws_endpoint_url" {
+  description = "Send every AWS API call to this endpoint (the lab's AWS emulator). null for real AWS."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.aws_endpoint_url == null ? true : can(regex("^https?://", var.aws_endpoint_url))
+    error_message = "aws_endpoint_url must be an http(s) URL such as http://127.0.0.1:5000."
+  }
+}

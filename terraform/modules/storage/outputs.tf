@@ -1,0 +1,19 @@
+output "bucket_names" {
+  description = "Lake bucket name per tier (raw, processed, curated, archive)."
+  value       = { for t, b in aws_s3_bucket.lake : t => b.bucket }
+}
+
+output "bucket_arns" {
+  description = "Lake bucket ARN per tier."
+  value       = { for t, b in aws_s3_bucket.lake : t => b.arn }
+}
+
+output "access_log_bucket" {
+  description = "Bucket receiving S3 server access logs of the lake."
+  value       = aws_s3_bucket.access_logs.bucket
+}
+
+output "replication_enabled" {
+  description = "Whether the lake replicates to the DR region."
+  value       = var.replication.enabled
+}
