@@ -1,0 +1,60 @@
+"""The lab's environments (one per Terraform root stack) and size profiles.
+
+Addresses come from 198.18.0.0/15, the range reserved for network benchmark
+testing (RFC 2544), so lab hosts can never shadow a real network; preflight
+still checks the machine's routes before a bridge is created.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+LAB_RANGE = ipaddress.ip_network("198.18.0.0/15")
+BRIDGE_PREFIX = "fmsbr-"
+RULE_TAG_PREFIX = "fms-lab:"
+
+
+@dataclass(frozen=True)
+class Env:
+    name: str
+    region: str
+    cidr: str  # the VPC CIDR lab.tfvars gives this stack
+
+    @property
+    def bridge(self) -> str:
+        return f"{BRIDGE_PREFIX}{self.name}"
+
+    @property
+    def rule_tag(self) -> str:
+        return f"{RULE_TAG_PREFIX}{self.name}"
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.ip_network(self.cidr)  # type: ignore[return-value]
+
+
+ENVS: dict[str, Env] = {
+    "primary": Env("primary", "ap-northeast-2", "198.18.0.0/16"),
+    "dr": Env("dr", "ap-northeast-1", "198.19.0.0/16"),
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    min_available_mib: int  # MemAvailable needed for one env's idle hosts plus the services later issues run
+    description: str
+
+
+PROFILES: dict[str, Profile] = {
+    "lab": Profile("lab", 10 * 1024, "every role on its own host(s), as production lays them out"),
+    "minimal": Profile("minimal", 5 * 1024, "the fewest hosts that still run every role"),
+}
+
+
+def env(name: str) -> Env:
+    try:
+        return ENVS[name]
+    except KeyError:
+        raise SystemExit(f"unknown env {name!r}; choose one of {', '.join(ENVS)}") from None

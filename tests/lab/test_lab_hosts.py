@@ -1,0 +1,298 @@
+"""Bring-up from emulator instances, the hosts' health, convergence, DR beside primary, teardown."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from lab import hosts, network, orchestrate, state
+from lab.envs import BRIDGE_PREFIX, RULE_TAG_PREFIX
+from lab_support import APPLY, LAYOUT, REPO, aws_ec2_inventory, cli_env, lab_cli
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+
+def ssh(rec_or_ip, command: str, timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
+    target = rec_or_ip["ip"] if isinstance(rec_or_ip, dict) else rec_or_ip
+    return hosts.ssh_run(target, command, timeout_s=timeout_s)
+
+
+def test_every_running_instance_became_a_host(lab):
+    expected = {name: roles for name, roles, _ in LAYOUT["primary"]["instances"]}
+    assert set(lab) == set(expected), "stopped and foreign-project instances must be ignored"
+    for name, rec in lab.items():
+        assert rec["roles"] == expected[name].split(",")
+        assert ipaddress.ip_address(rec["ip"]) in ipaddress.ip_network("198.18.0.0/16")
+        assert hosts.nspawn_pid(rec) is not None
+
+
+def test_bridge_is_the_gateway_of_every_subnet():
+    addrs = network._ip_json("-4", "addr", "show", "dev", f"{BRIDGE_PREFIX}primary")[0]["addr_info"]
+    have = {f"{a['local']}/{a['prefixlen']}" for a in addrs}
+    want = {
+        str(ipaddress.ip_network(c).network_address + 1) + "/24"
+        for c, _ in LAYOUT["primary"]["subnets"].values()
+    }
+    assert have == want
+
+
+def test_each_host_answers_ssh_at_its_private_ip_as_its_name(lab):
+    for name, rec in lab.items():
+        res = ssh(rec, "hostname; ip -4 -o addr show dev host0; ip route show default")
+        assert res.returncode == 0, res.stderr
+        lines = res.stdout.splitlines()
+        assert lines[0] == name
+        assert f"{rec['ip']}/{rec['prefix']}" in lines[1]
+        assert f"via {rec['gateway']}" in lines[2]
+
+
+def test_systemd_is_running_or_degraded_only_by_explained_units(lab):
+    for name, rec in lab.items():
+        res = ssh(rec, "systemctl is-system-running; systemctl list-units --failed --plain --no-legend")
+        status, *failed = res.stdout.splitlines()
+        assert status in ("running", "degraded"), f"{name}: {res.stdout}"
+        failed_units = {line.split()[0] for line in failed if line.strip()}
+        unexplained = failed_units - set(hosts.KNOWN_DEGRADED_UNITS)
+        assert not unexplained, f"{name}: failed units without an explanation: {unexplained}"
+
+
+def ssh_banner_from(rec, ip: str) -> subprocess.CompletedProcess[str]:
+    """Open a TCP connection from a host to ip:22 and read the ssh banner (bounded by a 5 s timeout)."""
+    probe = (
+        'python3 -c "import socket,sys; s=socket.create_connection((sys.argv[1], 22), timeout=5); '
+        f'print(s.recv(64).decode().strip())" {ip}'
+    )
+    return ssh(rec, probe)
+
+
+def test_hosts_reach_each_other_over_tcp(lab):
+    for a, b in itertools.permutations(lab.values(), 2):
+        res = ssh_banner_from(a, b["ip"])
+        assert res.returncode == 0 and res.stdout.startswith("SSH-2.0"), f"{a['name']} -> {b['name']}: {res}"
+
+
+def test_a_service_unit_on_one_host_serves_the_others(lab):
+    server, *clients = sorted(lab.values(), key=lambda r: r["name"])
+    start = ssh(
+        server,
+        "systemd-run --unit=lab-probe-http -p RuntimeMaxSec=120 "
+        f"python3 -m http.server 8080 --bind {server['ip']} --directory /etc",
+    )
+    assert start.returncode == 0, start.stderr
+    try:
+        for client in clients:
+            res = None
+            for _ in range(20):  # bounded: the server needs a moment to bind
+                res = ssh(client, f"curl -sS --max-time 5 http://{server['ip']}:8080/hostname")
+                if res.returncode == 0:
+                    break
+                time.sleep(0.5)
+            assert res is not None and res.stdout.strip() == server["name"], res
+    finally:
+        ssh(server, "systemctl stop lab-probe-http")
+
+
+def _host_hard_limit(resource: str) -> str:
+    """The lab machine's own hard limit (what a container can get without CAP_SYS_RESOURCE)."""
+    for line in Path("/proc/self/limits").read_text().splitlines():
+        if line.startswith(resource):
+            return line[26:47].split()[0]
+    raise AssertionError(resource)
+
+
+def _machine_has_cap_sys_resource() -> bool:
+    bnd = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("CapBnd:"))
+    return bool(int(bnd.split()[1], 16) >> 24 & 1)
+
+
+def test_hardened_units_and_raised_limits_work(lab):
+    """What the service roles' units will use: sandboxing, a dynamic user, raised limits.
+
+    Hosts get CAP_SYS_RESOURCE, so a unit's LimitNOFILE= above the inherited
+    limit works as on a VM -- unless the lab machine itself lacks the capability
+    (some sandboxes drop it); then systemd clamps the limit to the machine's.
+    """
+    rec = next(iter(lab.values()))
+    props = [
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "PrivateDevices=yes",
+        "NoNewPrivileges=yes",
+        "ProtectKernelTunables=yes",
+        "ProtectKernelModules=yes",
+        "ProtectControlGroups=yes",
+        "RestrictNamespaces=yes",
+        "DynamicUser=yes",
+        "LimitNOFILE=1048576",
+        "LimitMEMLOCK=infinity",
+        "TasksMax=4096",
+    ]
+    cmd = "systemd-run --wait --pipe --collect " + " ".join(f"-p {p}" for p in props)
+    res = ssh(rec, f"{cmd} sh -c 'ulimit -n; ulimit -l; id -u; touch /usr/x 2>/dev/null || echo ro'")
+    assert res.returncode == 0, res.stderr
+    nofile, memlock, uid, ro = res.stdout.split()
+    assert ro == "ro" and uid != "0"
+    if _machine_has_cap_sys_resource():
+        assert (nofile, memlock) == ("1048576", "unlimited")
+    else:
+        hard = _host_hard_limit("Max locked memory")
+        memlock_kib = hard if hard == "unlimited" else str(int(hard) // 1024)
+        assert (nofile, memlock) == (_host_hard_limit("Max open files"), memlock_kib)
+
+
+def test_a_host_installs_a_debian_and_a_pypi_package(lab):
+    rec = lab["fms-lab-monitoring-1"]
+    apt = "export DEBIAN_FRONTEND=noninteractive; timeout 240 apt-get update -q >/dev/null && "
+    apt += "timeout 240 apt-get install -y -q hello python3-venv >/dev/null && hello"
+    res = ssh(rec, apt, timeout_s=500)
+    assert res.returncode == 0 and "Hello, world!" in res.stdout, res.stderr[-2000:]
+    pip = "python3 -m venv /opt/probe && timeout 240 /opt/probe/bin/pip install -q six==1.16.0 && "
+    pip += "/opt/probe/bin/python -c 'import six; print(six.__version__)'"
+    res = ssh(rec, pip, timeout_s=300)
+    assert res.returncode == 0 and res.stdout.strip() == "1.16.0", res.stderr[-2000:]
+
+
+def test_status_lists_every_host(lab, lab_dir: Path):
+    res = subprocess.run(
+        [*lab_cli(), "status"], env=cli_env(lab_dir), text=True, capture_output=True, timeout=120
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    for name, rec in lab.items():
+        line = next(line for line in res.stdout.splitlines() if line.startswith(name + " "))
+        assert rec["ip"] in line and "running" in line and " ok " in line, line
+
+
+def test_lab_ssh_command(lab, lab_dir: Path):
+    res = subprocess.run(
+        [*lab_cli(), "ssh", "fms-lab-kafka-2", "hostname"],
+        env=cli_env(lab_dir),
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "fms-lab-kafka-2", res.stderr
+
+
+def test_ansible_reaches_every_host_through_the_ec2_inventory(lab, lab_dir: Path, tmp_path: Path):
+    """The inventory is the aws_ec2 plugin pointed at the emulator, plus inventory/lab connection settings."""
+    url = state.load_lab()["emulator"]["url"]
+    env = {
+        **cli_env(lab_dir),
+        "AWS_URL": url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "ap-northeast-2",
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+    }
+    inventory = aws_ec2_inventory(tmp_path)
+    cmd = [
+        str(Path(sys.executable).with_name("ansible")),
+        "-i",
+        str(inventory),
+        "-i",
+        str(REPO / "inventory/lab"),
+        "all",
+        "-m",
+        "ansible.builtin.command",
+        "-a",
+        "hostname",
+        "-o",
+    ]
+    res = subprocess.run(cmd, env=env, text=True, capture_output=True, timeout=180, cwd=REPO)
+    assert res.returncode == 0, res.stdout + res.stderr
+    for name in lab:
+        assert f"{name} | CHANGED | rc=0 | (stdout) {name}" in res.stdout, res.stdout
+
+
+def test_up_again_keeps_healthy_hosts(lab, lab_dir: Path):
+    before = {n: r["pid"] for n, r in state.load_hosts().items()}
+    started = time.monotonic()
+    res = subprocess.run(
+        [*lab_cli(), "up", "--no-apply", "--profile", "minimal"],
+        env=cli_env(lab_dir),
+        text=True,
+        capture_output=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert {n: r["pid"] for n, r in state.load_hosts().items()} == before
+    assert res.stdout.count("; kept") == len(lab)
+    print(f"\nsecond up (converge, nothing to do): {time.monotonic() - started:.1f}s")
+
+
+def test_a_stopped_host_restarts_with_its_own_disk(lab):
+    rec = state.load_hosts()["fms-lab-kafka-1"]
+    assert ssh(rec, "echo keep-me > /var/tmp/marker").returncode == 0
+    hosts.stop(rec)
+    all_hosts = state.load_hosts()
+    all_hosts[rec["name"]] = rec
+    state.save_hosts(all_hosts)
+    assert hosts.nspawn_pid(rec) is None and not hosts.cgroup_pids(rec["name"])
+    orchestrate.up("primary", "minimal", apply=APPLY)
+    rec = state.load_hosts()["fms-lab-kafka-1"]
+    assert ssh(rec, "cat /var/tmp/marker").stdout.strip() == "keep-me"
+
+
+def test_dr_env_runs_beside_primary_on_its_own_bridge(lab):
+    dr = orchestrate.up("dr", "minimal", apply=APPLY)
+    assert set(dr) == {name for name, _, _ in LAYOUT["dr"]["instances"]}
+    assert network.link_exists(f"{BRIDGE_PREFIX}dr") and network.link_exists(f"{BRIDGE_PREFIX}primary")
+    dr_host = next(iter(dr.values()))
+    assert ipaddress.ip_address(dr_host["ip"]) in ipaddress.ip_network("198.19.0.0/16")
+    primary_host = lab["fms-lab-kafka-1"]
+    # The DR drill needs the regions to reach each other (replication), without NAT between them.
+    res = ssh_banner_from(dr_host, primary_host["ip"])
+    assert res.returncode == 0 and res.stdout.startswith("SSH-2.0"), res
+    orchestrate.down(["dr"])
+    assert not network.link_exists(f"{BRIDGE_PREFIX}dr")
+    assert not network.tagged_rules(f"{RULE_TAG_PREFIX}dr")
+    assert set(state.load_hosts()) == set(lab)
+    assert ssh(primary_host, "hostname").stdout.strip() == primary_host["name"]
+    assert orchestrate._emulator_alive(state.load_lab()["emulator"]), "primary still needs the emulator"
+
+
+def _memory_report(recs: dict) -> dict[str, int]:
+    return {n: round(hosts.memory_usage(n).get("anon", 0) / 2**20) for n in recs}
+
+
+def test_down_leaves_nothing(lab, lab_dir: Path):
+    names = set(state.load_hosts())
+    emu = state.load_lab()["emulator"]
+    saved_forward = state.load_lab()["saved_ip_forward"]
+    print(f"\nidle host memory (MiB, rss+shmem): {_memory_report(state.load_hosts())}")
+    res = subprocess.run(
+        [*lab_cli(), "down"], env=cli_env(lab_dir), text=True, capture_output=True, timeout=300
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert not hosts.nspawn_processes_under(lab_dir), "nspawn processes left"
+    for name in names:
+        assert not hosts.cgroup_pids(name), f"processes left in {name}'s cgroups"
+        assert not any(d.exists() for d in hosts.cgroup_dirs(name)), f"cgroups of {name} left"
+    assert not network.lab_bridges(), "bridges left"
+    assert not network.tagged_rules(), "iptables rules left"
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert str(lab_dir) not in mounts, "overlay mounts left"
+    assert hosts.proc_start_time(emu["pid"]) is None, "moto_server left running"
+    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if _is_our_moto(p, emu["port"])]
+    assert network.read_ip_forward() == saved_forward
+    assert not (lab_dir / "hosts").exists()
+    assert state.load_hosts() == {} and state.load_lab()["envs"] == {}
+    again = subprocess.run(
+        [*lab_cli(), "down"], env=cli_env(lab_dir), text=True, capture_output=True, timeout=120
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def _is_our_moto(cmdline: Path, port: int) -> bool:
+    try:
+        argv = cmdline.read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(a.endswith(b"moto_server") for a in argv) and str(port).encode() in argv

@@ -1,0 +1,180 @@
+"""Bad operator input and unsuitable machines are reported before the lab changes anything."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from lab import discovery, hosts, network, orchestrate, preflight, state
+from lab.envs import ENVS, PROFILES, Env, Profile
+from lab_support import provision_env
+
+pytestmark = pytest.mark.lab
+
+
+def test_not_root_is_reported(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    (msg,) = preflight.check_root()
+    assert "root" in msg and "sudo" in msg
+
+
+def test_missing_tools_name_their_debian_package(monkeypatch):
+    real = preflight.shutil.which
+    monkeypatch.setattr(
+        preflight.shutil, "which", lambda t: None if t in ("systemd-nspawn", "debootstrap") else real(t)
+    )
+    (msg,) = preflight.check_tools()
+    assert "systemd-nspawn (Debian package systemd-container)" in msg
+    assert "debootstrap (Debian package debootstrap)" in msg
+    assert "apt-get install debootstrap systemd-container" in msg
+
+
+def test_missing_terraform_is_reported_only_when_the_lab_applies(monkeypatch):
+    real = preflight.shutil.which
+    monkeypatch.setattr(preflight.shutil, "which", lambda t: None if t == "terraform" else real(t))
+    assert any("terraform is not on PATH" in p for p in preflight.check_tools(terraform=True))
+    assert not any("terraform" in p for p in preflight.check_tools(terraform=False))
+
+
+def test_missing_terraform_helper_fails_before_anything_changes(monkeypatch):
+    from fmsops import terraform
+
+    monkeypatch.delattr(terraform, "apply_env", raising=False)
+    with pytest.raises(SystemExit, match=r"apply_env.*--no-apply"):
+        orchestrate._apply_step(True)
+    assert orchestrate._apply_step(False) is None
+    assert orchestrate._apply_step(print) is print
+
+
+def test_memory_shortfall_names_the_smaller_profile():
+    (msg,) = preflight.check_memory(Profile("huge", 10**9, ""))
+    assert "--profile minimal" in msg
+    assert preflight.check_memory(Profile("tiny", 1, "")) == []
+
+
+def test_taken_port_is_reported():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        (msg,) = preflight.check_port(port, "the AWS emulator")
+        assert str(port) in msg and "taken" in msg
+
+
+def test_cidr_collision_with_a_route_is_reported(monkeypatch):
+    fake = [{"dst": "198.18.0.0/15", "dev": "tun7", "table": "main"}, {"dst": "default", "dev": "eth0"}]
+    monkeypatch.setattr(network, "_ip_json", lambda *a: fake if "route" in a else [])
+    (msg,) = preflight.check_cidr(ENVS["primary"], own_bridge=None)
+    assert "198.18.0.0/15 dev tun7" in msg and "collides" in msg
+
+
+def test_cidr_collision_with_a_real_interface_is_reported():
+    if os.geteuid() != 0:
+        pytest.skip("creating a probe interface needs root")
+    link = "fmsprobe0"
+    subprocess.run(["ip", "link", "add", link, "type", "bridge"], check=True, timeout=10)
+    try:
+        subprocess.run(["ip", "addr", "add", "198.19.250.1/24", "dev", link], check=True, timeout=10)
+        (msg,) = preflight.check_cidr(ENVS["dr"], own_bridge=None)
+        assert "198.19.250.1/24 on fmsprobe0" in msg
+        assert preflight.check_cidr(Env("x", "r", "198.18.0.0/16"), own_bridge=None) == []
+    finally:
+        subprocess.run(["ip", "link", "del", link], check=True, timeout=10)
+
+
+def test_cidr_outside_the_reserved_range_is_refused():
+    (msg,) = preflight.check_cidr(Env("x", "r", "10.0.0.0/16"), own_bridge=None)
+    assert "198.18.0.0/15" in msg
+
+
+def test_failed_preflight_changes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMS_LAB_DIR", str(tmp_path))
+    bridges_before = network.lab_bridges()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        monkeypatch.setenv("FMS_EMULATOR_PORT", str(sock.getsockname()[1]))
+        with pytest.raises(preflight.PreflightError) as err:
+            orchestrate.up("primary", "minimal", apply=False)
+    assert "nothing was changed" in str(err.value) and "taken" in str(err.value)
+    assert network.lab_bridges() == bridges_before
+    assert "emulator" not in state.load_lab() and state.load_lab()["envs"] == {}
+    assert not (tmp_path / "hosts").exists()
+
+
+def test_unknown_profile_and_env_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMS_LAB_DIR", str(tmp_path))
+    with pytest.raises(SystemExit, match="unknown profile"):
+        orchestrate.up("primary", "giant")
+    with pytest.raises(SystemExit, match="unknown env"):
+        orchestrate.up("staging", "minimal")
+    assert set(PROFILES) == {"lab", "minimal"}
+
+
+@pytest.fixture
+def emulator(tmp_path):
+    from fmsops.emulator import Emulator, free_port
+
+    emu = Emulator(port=free_port(), log_path=tmp_path / "emulator.log").start()
+    try:
+        yield emu.url
+    finally:
+        emu.stop()
+
+
+def test_discovery_reads_the_instances_and_ignores_decoys(emulator):
+    provision_env("primary", emulator)
+    found = discovery.discover(ENVS["primary"], emulator)
+    assert [i.name for i in found.instances] == ["fms-lab-kafka-1", "fms-lab-monitoring-1", "fms-lab-kafka-2"]
+    kafka = found.instances[0]
+    assert kafka.roles == ("kafka", "kafka_controller") and kafka.role == "kafka"
+    assert kafka.gateway == "198.18.1.1" and kafka.prefixlen == 24 and kafka.az == "ap-northeast-2a"
+    assert found.gateways == ["198.18.1.1/24", "198.18.2.1/24", "198.18.11.1/24", "198.18.12.1/24"]
+    assert discovery.discover(ENVS["dr"], emulator).instances == []
+
+
+def test_discovery_refuses_instances_outside_the_lab_cidr(emulator):
+    ec2 = discovery.ec2_client("ap-northeast-2", emulator)
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.1.0/24")["Subnet"]["SubnetId"]
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    for name in ("Bad_Name", "outside-1"):
+        tags = [{"Key": "Name", "Value": name}, {"Key": "Project", "Value": "fms"}]
+        ec2.run_instances(
+            ImageId=ami,
+            MinCount=1,
+            MaxCount=1,
+            SubnetId=subnet,
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+        )
+    with pytest.raises(discovery.DiscoveryError) as err:
+        discovery.discover(ENVS["primary"], emulator)
+    text = str(err.value)
+    assert "'Bad_Name' is not a valid host name" in text
+    assert "outside-1: private IP 10.20.1." in text and "198.18.0.0/16" in text
+    assert "subnet 10.20.1.0/24 is outside" in text
+
+
+def test_etc_hosts_keeps_foreign_lines_and_replaces_the_lab_block():
+    rec = {"name": "a", "ip": "198.18.1.4"}
+    peers = [rec, {"name": "b", "ip": "198.18.1.5"}]
+    first = hosts.etc_hosts("127.0.0.1\tlocalhost\n10.9.9.9\tadded-by-ansible\n", rec, peers)
+    again = hosts.etc_hosts(first, rec, peers[:1])
+    assert "added-by-ansible" in again and "198.18.1.4\ta" in again and "198.18.1.5" not in again
+    assert again.count("BEGIN fms-lab") == 1
+
+
+def test_ssh_files_pin_the_generated_host_keys(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMS_LAB_DIR", str(tmp_path))
+    state.write_ssh_files(
+        {"a": {"name": "a", "env": "primary", "ip": "198.18.1.4", "host_key": ["ssh-ed25519", "AAAAkey"]}}
+    )
+    assert (tmp_path / "ssh/known_hosts").read_text() == "a,198.18.1.4 ssh-ed25519 AAAAkey\n"
+    config = (tmp_path / "ssh/config").read_text()
+    assert "Host a 198.18.1.4\n" in config and "StrictHostKeyChecking yes" in config
+    with contextlib.suppress(FileNotFoundError):
+        assert not Path(tmp_path / "hosts").exists()
