@@ -72,3 +72,8 @@ output "emr_cluster_id" {
   description = "EMR cluster ID when enable_emr."
   value       = module.emr.cluster_id
 }
+
+output "security_ingress_design" {
+  description = "Every intended ingress rule (to role, from role or CIDR, ports), for audits and the emulator test."
+  value       = module.security.ingress_design
+}

@@ -87,6 +87,9 @@ resource "aws_instance" "this" {
     encrypted             = true
     kms_key_id            = var.kms_key_arn
     delete_on_termination = true
+    # Tags here, not volume_tags: volume_tags would also claim the attached
+    # data volumes and fight their own tags on every plan.
+    tags = merge(var.tags, { Name = "${var.name}-${each.key}-root", Project = var.project, Env = var.environment })
   }
 
   tags = merge(var.tags, {
@@ -96,7 +99,6 @@ resource "aws_instance" "this" {
     Project = var.project
     Env     = var.environment
   })
-  volume_tags = merge(var.tags, { Name = "${var.name}-${each.key}-root", Project = var.project, Env = var.environment })
 
   lifecycle {
     ignore_changes = [ami] # a newer AMI must not replace running brokers; roll nodes deliberately

@@ -66,6 +66,7 @@ locals {
 }
 
 resource "aws_security_group" "this" {
+  # checkov:skip=CKV2_AWS_5:Attached to instances by the compute module (vpc_security_group_ids); checkov cannot follow the reference across modules.
   for_each    = toset(local.groups)
   name        = "${var.name}-${each.key}"
   description = "FMS ${each.key} nodes"
@@ -140,5 +141,5 @@ resource "aws_security_group_rule" "egress_peer_kafka" {
   protocol          = "tcp"
   from_port         = local.p.kafka_client
   to_port           = local.p.kafka_client
-  description       = "MirrorMaker 2 reaches the peer region's Kafka"
+  description       = "MirrorMaker 2 reaches the peer region Kafka"
 }

@@ -1,16 +1,16 @@
 output "bucket_names" {
   description = "Lake bucket name per tier (raw, processed, curated, archive)."
-  value       = { for t, b in aws_s3_bucket.lake : t => b.bucket }
+  value       = { for t, b in module.lake : t => b.id }
 }
 
 output "bucket_arns" {
   description = "Lake bucket ARN per tier."
-  value       = { for t, b in aws_s3_bucket.lake : t => b.arn }
+  value       = { for t, b in module.lake : t => b.arn }
 }
 
 output "access_log_bucket" {
   description = "Bucket receiving S3 server access logs of the lake."
-  value       = aws_s3_bucket.access_logs.bucket
+  value       = module.access_logs.id
 }
 
 output "replication_enabled" {

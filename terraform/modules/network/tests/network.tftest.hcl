@@ -34,7 +34,7 @@ run "three_tiers_in_every_az" {
     error_message = "Data subnets must start at the half of the VPC."
   }
   assert {
-    condition     = [for i in range(3) : aws_subnet.this["data-${i}"].availability_zone] == var.availability_zones
+    condition     = alltrue([for i in range(3) : aws_subnet.this["data-${i}"].availability_zone == var.availability_zones[i] && aws_subnet.this["private-${i}"].availability_zone == var.availability_zones[i]])
     error_message = "Subnet i of a tier must sit in availability_zones[i]."
   }
   assert {

@@ -1,0 +1,68 @@
+# The AWS emulator lacks parts of the EMR API (e.g. ListInstanceFleets), so the
+# EMR module is proven here against a mock provider, at plan and apply.
+mock_provider "aws" {
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
+  mock_data "aws_iam_policy_document" {
+    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
+  }
+  mock_resource "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::123456789012:role/fms-test-emr-service" }
+  }
+  mock_resource "aws_iam_instance_profile" {
+    defaults = { arn = "arn:aws:iam::123456789012:instance-profile/fms-test-emr-instance" }
+  }
+}
+
+variables {
+  name        = "fms-test"
+  vpc_id      = "vpc-12345678"
+  subnet_id   = "subnet-prv0"
+  log_bucket  = "fms-test-access-logs"
+  kms_key_arn = "arn:aws:kms:ap-northeast-2:123456789012:key/test"
+}
+
+run "disabled_by_default" {
+  command = plan
+  assert {
+    condition     = length(aws_emr_cluster.this) == 0 && length(aws_security_group.primary) == 0
+    error_message = "Without enabled = true nothing is created."
+  }
+}
+
+run "spark_cluster_in_private_subnet" {
+  command = apply
+  variables {
+    enabled = true
+  }
+  assert {
+    condition     = toset(aws_emr_cluster.this[0].applications) == toset(["Hadoop", "Spark"])
+    error_message = "The cluster runs Spark and Hadoop."
+  }
+  assert {
+    condition     = aws_emr_cluster.this[0].ec2_attributes[0].subnet_id == "subnet-prv0" && aws_emr_cluster.this[0].ec2_attributes[0].service_access_security_group != null
+    error_message = "The cluster sits in the private subnet with a service-access group."
+  }
+  assert {
+    condition     = aws_emr_cluster.this[0].log_uri == "s3://fms-test-access-logs/emr-logs/"
+    error_message = "Logs go to S3."
+  }
+  assert {
+    condition     = jsondecode(aws_emr_security_configuration.this[0].configuration).EncryptionConfiguration.EnableAtRestEncryption
+    error_message = "At-rest encryption is on."
+  }
+  assert {
+    condition     = output.cluster_id != null
+    error_message = "The cluster ID is exported."
+  }
+}
+
+run "rejects_unknown_release" {
+  command = plan
+  variables {
+    enabled       = true
+    release_label = "emr-5.36.0"
+  }
+  expect_failures = [var.release_label]
+}

@@ -1,0 +1,29 @@
+"""Fixtures' helpers: an emulator on a free loopback port and staged stacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boto3
+from fmsops.emulator import EMULATOR_ENV, Emulator, free_port
+
+
+def start_emulator(workdir: Path) -> Emulator:
+    return Emulator(port=free_port(), log_path=workdir / "moto.log").start()
+
+
+def client(service: str, emulator: Emulator, region: str):
+    return boto3.client(
+        service,
+        region_name=region,
+        endpoint_url=emulator.url,
+        aws_access_key_id=EMULATOR_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=EMULATOR_ENV["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def hcl(value: object) -> str:
+    """Render a Python value as an HCL literal for -var (JSON is valid HCL for these types)."""
+    import json
+
+    return json.dumps(value)

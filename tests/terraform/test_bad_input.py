@@ -1,0 +1,96 @@
+"""Operator mistakes fail at plan time, with a message saying what to change,
+before anything exists in the (emulated) account."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from emulator_support import client, start_emulator
+from fmsops.emulator import Emulator, register_lab_image
+from fmsops.terraform import Stack, lab_stack, lab_var_file
+
+pytestmark = pytest.mark.terraform
+
+PRODUCTION_GROUPS = """
+environment = "production"
+instance_groups = {
+  kafka_controller = { count = %d, instance_type = "m6i.large" }
+  kafka            = { count = 3, instance_type = "r6i.xlarge" }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    emu = start_emulator(tmp_path_factory.mktemp("emulator"))
+    register_lab_image(emu.url, "ap-northeast-2")
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    st = lab_stack("primary", emulator.url, workdir=tmp_path_factory.mktemp("tf-bad-input")).stage()
+    st.init()
+    return st
+
+
+CASES = {
+    "overlapping_peer_cidr": (
+        {"peer_vpc_cidr": "198.18.128.0/17"},
+        None,
+        "vpc_cidr overlaps one of non_overlapping_cidrs",
+    ),
+    "single_az": (
+        {"availability_zones": '["ap-northeast-2a"]'},
+        None,
+        "availability_zones must list at least 2",
+    ),
+    "even_controllers_in_production": (
+        {},
+        PRODUCTION_GROUPS % 4,
+        "needs an odd number of controllers (found 4)",
+    ),
+    "two_few_controllers_in_production": (
+        {},
+        PRODUCTION_GROUPS % 1,
+        "Production needs at least 3 KRaft controllers",
+    ),
+    "world_open_admin_cidr": (
+        {"admin_cidrs": '["0.0.0.0/0"]'},
+        None,
+        "Use your office or VPN range",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_plan_rejects_bad_input(case: str, stack: Stack, emulator: Emulator, tmp_path: Path) -> None:
+    variables, extra_tfvars, message = CASES[case]
+    var_files = [lab_var_file("primary")]
+    if extra_tfvars:
+        extra = tmp_path / "bad.tfvars"
+        extra.write_text(extra_tfvars)
+        var_files.append(extra)
+    result = stack.run(
+        "plan",
+        "-input=false",
+        "-no-color",
+        *[f"-var-file={f}" for f in var_files],
+        f"-var=aws_endpoint_url={emulator.url}",
+        *[f"-var={k}={v}" for k, v in variables.items()],
+        check=False,
+    )
+    output = " ".join((result.stdout or "").split())  # Terraform wraps long messages
+    assert result.returncode == 1, output[-3000:]
+    assert message in output, output[-3000:]
+    # Nothing was created: validation failed before any resource.
+    assert (
+        client("ec2", emulator, "ap-northeast-2").describe_vpcs(
+            Filters=[{"Name": "tag:Project", "Values": ["fms"]}]
+        )["Vpcs"]
+        == []
+    )
+    assert not (stack.chdir / "terraform.tfstate").exists()

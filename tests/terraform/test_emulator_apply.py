@@ -1,0 +1,282 @@
+"""Both stacks applied for real to the AWS emulator (moto, loopback), in two
+regions: apply -> empty plan -> what exists is what was designed -> the
+inventory plugin sees it -> destroy leaves nothing.
+
+Timings land in build/reports/terraform-emulator.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from emulator_support import client, hcl, start_emulator
+from fmsops.emulator import EMULATOR_ENV, Emulator, register_lab_image
+from fmsops.terraform import REPO, Stack, env_region, lab_stack, lab_var_file
+
+pytestmark = [pytest.mark.terraform, pytest.mark.slow]
+REPORT = REPO / "build" / "reports" / "terraform-emulator.json"
+ENVS = ("dr", "primary")  # DR first: the primary's lake replicates into it
+
+
+class Applied:
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+        self.stacks: dict[str, Stack] = {}
+        self.outputs: dict[str, dict[str, Any]] = {}
+        self.variables: dict[str, dict[str, str]] = {}
+        self.timings: dict[str, float] = {}
+
+    def region(self, env: str) -> str:
+        return env_region(env)
+
+    def ec2(self, env: str):
+        return client("ec2", self.emulator, self.region(env))
+
+    def s3(self, env: str):
+        return client("s3", self.emulator, self.region(env))
+
+    def timed(self, label: str, fn, *args, **kwargs):
+        started = time.monotonic()
+        result = fn(*args, **kwargs)
+        self.timings[label] = round(time.monotonic() - started, 1)
+        return result
+
+
+@pytest.fixture(scope="module")
+def applied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Applied]:
+    workdir = tmp_path_factory.mktemp("tf-emulator")
+    emulator = start_emulator(workdir)
+    state = Applied(emulator)
+    try:
+        for env in ENVS:
+            register_lab_image(emulator.url, env_region(env))
+            stack = lab_stack(env, emulator.url, workdir=workdir / env).stage()
+            stack.init()
+            variables = {"aws_endpoint_url": emulator.url}
+            if env == "primary":
+                dr = state.outputs["dr"]
+                variables["lake_replication"] = hcl(
+                    {
+                        "enabled": True,
+                        "destination_bucket_arns": dr["lake_bucket_arns"],
+                        "destination_kms_key_arn": dr["kms_key_arn"],
+                    }
+                )
+            state.timed(f"apply_{env}_s", stack.apply, [lab_var_file(env)], variables)
+            state.stacks[env] = stack
+            state.variables[env] = variables
+            state.outputs[env] = stack.outputs()
+        yield state
+    finally:
+        for env in reversed(ENVS):
+            if env in state.stacks and "destroyed_" + env not in state.timings:
+                state.stacks[env].run(
+                    "destroy",
+                    "-auto-approve",
+                    "-input=false",
+                    "-no-color",
+                    f"-var-file={lab_var_file(env)}",
+                    *[f"-var={k}={v}" for k, v in state.variables[env].items()],
+                    check=False,
+                )
+        emulator.stop()
+        REPORT.parent.mkdir(parents=True, exist_ok=True)
+        REPORT.write_text(json.dumps(state.timings, indent=2) + "\n")
+
+
+def _instances(applied: Applied, env: str) -> list[dict[str, Any]]:
+    reservations = applied.ec2(env).describe_instances(
+        Filters=[
+            {"Name": "tag:Project", "Values": ["fms"]},
+            {"Name": "instance-state-name", "Values": ["running"]},
+        ]
+    )["Reservations"]
+    return [i for r in reservations for i in r["Instances"]]
+
+
+def _tags(resource: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_plan_after_apply_is_empty(applied: Applied, env: str) -> None:
+    stack = applied.stacks[env]
+    result = applied.timed(f"plan_{env}_s", stack.plan_exit_code, [lab_var_file(env)], applied.variables[env])
+    assert result.returncode == 0, f"plan shows drift or failed:\n{result.stdout[-8000:]}"
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_instances_per_role_spread_over_azs(applied: Applied, env: str) -> None:
+    instances = _instances(applied, env)
+    expected = applied.outputs[env]["instances"]
+    assert {_tags(i)["Name"] for i in instances} == set(expected)
+    by_role: dict[str, set[str]] = {}
+    for inst in instances:
+        tags = _tags(inst)
+        assert tags["Role"] == expected[tags["Name"]]["role"]
+        assert tags["Stack"] == env and tags["Env"] == "lab" and tags["Project"] == "fms"
+        by_role.setdefault(tags["Role"], set()).add(inst["Placement"]["AvailabilityZone"])
+    counts = Counter(_tags(i)["Role"] for i in instances)
+    for role, zones in by_role.items():
+        if counts[role] >= 2:
+            assert len(zones) >= 2, f"{role}: {counts[role]} instances all in {zones}"
+    assert counts["kafka"] == 3 and len(by_role["kafka"]) == 2
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_imdsv2_required_and_no_public_addresses_but_bastion(applied: Applied, env: str) -> None:
+    for inst in _instances(applied, env):
+        assert inst["MetadataOptions"]["HttpTokens"] == "required", _tags(inst)["Name"]
+        assert inst["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_volumes_encrypted_gp3_with_platform_key(applied: Applied, env: str) -> None:
+    ids = [i["InstanceId"] for i in _instances(applied, env)]
+    volumes = applied.ec2(env).describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": ids}])[
+        "Volumes"
+    ]
+    data_volumes = [v for v in volumes if _tags(v).get("Name", "").endswith("-data")]
+    assert len(data_volumes) == 6, [_tags(v) for v in volumes]  # kafka x3, namenode, datanode x2
+    key = applied.outputs[env]["kms_key_arn"]
+    for vol in volumes:
+        assert vol["Encrypted"], vol["VolumeId"]
+        assert vol["VolumeType"] == "gp3", vol["VolumeId"]
+    for vol in data_volumes:
+        assert vol["KmsKeyId"] == key
+
+
+def _source_name(pair_or_range: dict[str, Any], group_roles: dict[str, str]) -> str:
+    if "GroupId" in pair_or_range:
+        return group_roles[pair_or_range["GroupId"]]
+    return pair_or_range["CidrIp"]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_security_group_ingress_exactly_as_designed(applied: Applied, env: str) -> None:
+    sg_ids = applied.outputs[env]["security_group_ids"]
+    group_roles = {gid: role for role, gid in sg_ids.items()}
+    groups = applied.ec2(env).describe_security_groups(GroupIds=list(sg_ids.values()))["SecurityGroups"]
+    actual = set()
+    for group in groups:
+        for perm in group["IpPermissions"]:
+            for source in perm.get("UserIdGroupPairs", []) + perm.get("IpRanges", []):
+                actual.add(
+                    (
+                        group_roles[group["GroupId"]],
+                        _source_name(source, group_roles),
+                        perm["FromPort"],
+                        perm["ToPort"],
+                    )
+                )
+                assert source.get("Description"), f"undescribed rule on {group['GroupName']}"
+    designed = {
+        (r["to"], r["source"], r["from_port"], r["to_port"])
+        for r in applied.outputs[env]["security_ingress_design"]
+    }
+    assert actual == designed
+    assert not any(src in ("0.0.0.0/0", "::/0") for _, src, _, _ in actual)
+    # The peer region (MirrorMaker 2) reaches only Kafka's client listener.
+    peer = "198.19.0.0/16" if env == "primary" else "198.18.0.0/16"
+    assert {r for r in actual if r[1] == peer} == {("kafka", peer, 9092, 9092)}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_lake_buckets_encrypted_versioned_private_and_tiered(applied: Applied, env: str) -> None:
+    s3 = applied.s3(env)
+    key = applied.outputs[env]["kms_key_arn"]
+    for tier, bucket in applied.outputs[env]["lake_bucket_names"].items():
+        enc = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+        assert enc["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}
+        assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+        block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+        assert all(block.values()) and len(block) == 4
+        rule = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"][0]
+        assert {(t["StorageClass"], t["Days"]) for t in rule["Transitions"]} == {
+            ("STANDARD_IA", 30),
+            ("GLACIER", 365),
+        }
+        assert ("Expiration" in rule) == (tier != "archive")
+        policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+        deny = [s for s in policy["Statement"] if s.get("Sid") == "DenyInsecureTransport"]
+        assert deny and deny[0]["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+        assert s3.get_bucket_logging(Bucket=bucket)["LoggingEnabled"]["TargetPrefix"] == f"{tier}/"
+
+
+def test_primary_lake_replicates_to_dr(applied: Applied) -> None:
+    s3 = applied.s3("primary")
+    dr_arns = applied.outputs["dr"]["lake_bucket_arns"]
+    for tier, bucket in applied.outputs["primary"]["lake_bucket_names"].items():
+        rules = s3.get_bucket_replication(Bucket=bucket)["ReplicationConfiguration"]["Rules"]
+        assert rules[0]["Status"] == "Enabled"
+        assert rules[0]["Destination"]["Bucket"] == dr_arns[tier]
+
+
+@pytest.mark.parametrize(("env", "inventory"), [("primary", "aws_ec2.yml"), ("dr", "dr.aws_ec2.yml")])
+def test_inventory_plugin_groups_every_instance(applied: Applied, env: str, inventory: str) -> None:
+    env_vars = {
+        **os.environ,
+        **EMULATOR_ENV,
+        "AWS_URL": applied.emulator.url,
+        "ANSIBLE_INVENTORY_CACHE": "False",
+    }
+    venv_bin = Path(os.sys.executable).parent
+    result = subprocess.run(
+        [str(venv_bin / "ansible-inventory"), "-i", str(REPO / "inventory" / inventory), "--list"],
+        env=env_vars,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    listed = json.loads(result.stdout)
+    expected = applied.outputs[env]["inventory_groups"]
+    for group in (
+        "bastion",
+        "kafka",
+        "kafka_controller",
+        "hdfs_namenode",
+        "hdfs_datanode",
+        "spark_master",
+        "spark_worker",
+        "monitoring",
+        "collector",
+    ):
+        assert sorted(listed.get(group, {}).get("hosts", [])) == sorted(expected.get(group, [])), group
+    hostvars = listed["_meta"]["hostvars"]
+    for name, inst in applied.outputs[env]["instances"].items():
+        assert hostvars[name]["ansible_host"] == inst["private_ip"]
+    graph = subprocess.run(
+        [str(venv_bin / "ansible-inventory"), "-i", str(REPO / "inventory" / inventory), "--graph"],
+        env=env_vars,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert "@kafka_controller:" in graph.stdout
+
+
+def test_destroy_leaves_nothing(applied: Applied) -> None:
+    for env in reversed(ENVS):
+        applied.timed(
+            f"destroy_{env}_s", applied.stacks[env].destroy, [lab_var_file(env)], applied.variables[env]
+        )
+        applied.timings["destroyed_" + env] = 1
+    for env in ENVS:
+        assert _instances(applied, env) == []
+        vpcs = applied.ec2(env).describe_vpcs(Filters=[{"Name": "tag:Project", "Values": ["fms"]}])["Vpcs"]
+        assert vpcs == []
+        buckets = [b["Name"] for b in applied.s3(env).list_buckets()["Buckets"]]
+        assert not [b for b in buckets if b.startswith("fms-lab")]
+        volumes = applied.ec2(env).describe_volumes(Filters=[{"Name": "tag:Project", "Values": ["fms"]}])
+        assert volumes["Volumes"] == []
