@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 export FMS_CACHE_DIR ?= /var/cache/fms-platform
+PROFILE ?= lab
+ENV ?= primary
 VENV := .venv
 PY := $(VENV)/bin/python
 # Terraform from the offline mirror when one is available, else the system one.
@@ -20,7 +22,7 @@ bootstrap: ## Install Debian packages, the Python env and the Terraform toolchai
 	@$(TF_ENV); terraform version | head -1
 
 lab: bootstrap ## Bring up the local lab (emulated AWS + nspawn hosts) and run the pipeline
-	@$(TF_ENV); $(PY) scripts/lab.py up
+	@$(TF_ENV); $(PY) scripts/lab.py up --env $(ENV) --profile $(PROFILE)
 
 lab-down: ## Tear the lab down, leaving nothing running
 	@$(TF_ENV); $(PY) scripts/lab.py down

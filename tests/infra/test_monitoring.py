@@ -1,0 +1,226 @@
+"""Monitoring stack: node_exporter (every node), the JMX agents (Kafka, HDFS and
+Spark nodes), Prometheus, Alertmanager and Grafana (monitoring nodes).
+
+Per node: services, ports, users, file modes, metrics served. Per cluster (run on
+each monitoring node): anonymous requests are refused, every Prometheus target is
+up, the rule groups loaded without errors, Prometheus sees Alertmanager. HTTP
+requests are made on the nodes themselves (python3 is there for Ansible), so the
+checks work through a bastion too; the web passwords are read from the files the
+prometheus role deployed. Grafana is skipped, saying so, where it was not converged.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+
+# group: (agent port (jmx_exporter role defaults), a metric the agent must export)
+JMX_AGENTS = {
+    "kafka": (7071, "kafka_server_replicamanager_underreplicatedpartitions"),
+    "kafka_controller": (7071, "kafka_server_raftmetrics_current_leader"),
+    "hdfs_namenode": (7072, "hadoop_namenode_safemode"),
+    "hdfs_datanode": (7073, "hadoop_datanode_fsdatasetstate_remaining"),
+    "spark_master": (7074, "spark_master_aliveworkers"),
+    "spark_worker": (7075, "spark_worker_coresfree"),
+}
+RULE_GROUPS = {
+    "fms-thresholds",
+    "fms-pipeline-recording",
+    "fms-availability-recording",
+    "fms-pipeline-alerts",
+    "kafka-alerts",
+    "hdfs-alerts",
+    "spark-alerts",
+    "host-alerts",
+    "target-alerts",
+    "monitoring-alerts",
+}
+DASHBOARDS = {"fms-pipeline", "fms-kafka", "fms-hdfs", "fms-spark", "fms-nodes"}
+
+_HTTP = r"""
+import base64, os, sys, urllib.request, urllib.error
+req = urllib.request.Request(sys.argv[1])
+user, password = os.environ.get("FMS_U", ""), os.environ.get("FMS_P", "")
+if user:
+    req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+try:
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        body, status = resp.read(), resp.status
+except urllib.error.HTTPError as err:
+    body, status = err.read(), err.code
+sys.stdout.write(str(status) + "\n" + body.decode("utf-8", "replace"))
+"""
+
+
+def http(host, url: str, user: str = "", password: str = "") -> tuple[int, str]:
+    """GET `url` from the node itself; returns (status, body)."""
+    env = f"FMS_U={shlex.quote(user)} FMS_P={shlex.quote(password)}"
+    result = host.run(f"{env} timeout 30 python3 -c {shlex.quote(_HTTP)} {shlex.quote(url)}")
+    assert result.rc == 0, result.stderr
+    status, _, body = result.stdout.partition("\n")
+    return int(status), body
+
+
+def read_secret(host, path: str) -> str:
+    if host.user().name == "root":
+        return host.file(path).content_string.strip()
+    with host.sudo():
+        return host.file(path).content_string.strip()
+
+
+def _groups_of(platform, name: str) -> set[str]:
+    return {g for g, members in platform.groups.items() if name in members}
+
+
+# --- node_exporter (every node) ------------------------------------------------------------
+
+
+def test_node_exporter_runs_unprivileged(platform, any_node):
+    host = platform.host(any_node)
+    service = host.service("node_exporter")
+    assert service.is_running and service.is_enabled
+    assert host.socket("tcp://0.0.0.0:9100").is_listening
+    assert host.process.get(comm="node_exporter").user == "node-exp"
+
+
+def test_node_exporter_serves_metrics(platform, any_node):
+    host = platform.host(any_node)
+    status, body = http(host, "http://127.0.0.1:9100/metrics")
+    assert status == 200
+    assert "node_cpu_seconds_total" in body
+    assert "node_textfile_scrape_error 0" in body
+
+
+def test_textfile_collector_directory(platform, any_node):
+    directory = platform.host(any_node).file("/var/lib/node_exporter/textfile_collector")
+    assert directory.is_directory and directory.group == "fms-metrics"
+    assert directory.mode == 0o2775
+
+
+# --- JMX agents (JVM nodes) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("group", sorted(JMX_AGENTS))
+def test_jmx_agent_exports_its_service_metrics(platform, any_node, group):
+    if group not in _groups_of(platform, any_node):
+        pytest.skip(f"{any_node} is not in {group}")
+    host = platform.host(any_node)
+    port, metric = JMX_AGENTS[group]
+    assert host.socket(f"tcp://0.0.0.0:{port}").is_listening
+    status, body = http(host, f"http://127.0.0.1:{port}/metrics")
+    assert status == 200
+    names = {line.split("{")[0].split(" ")[0] for line in body.splitlines() if not line.startswith("#")}
+    assert metric in names, f"{metric} missing on :{port}"
+    assert "jmx_scrape_error 0.0" in body
+
+
+def test_jmx_agent_jar_is_installed(platform, any_node):
+    if not _groups_of(platform, any_node) & set(JMX_AGENTS):
+        pytest.skip("no JVM service with a JMX agent here")
+    host = platform.host(any_node)
+    link = host.file("/opt/jmx_exporter/jmx_prometheus_javaagent.jar")
+    assert link.is_symlink and host.file(link.linked_to).is_file
+
+
+# --- Prometheus (monitoring nodes) -----------------------------------------------------------
+
+
+@pytest.fixture
+def prometheus(platform, monitoring_node):
+    host = platform.host(monitoring_node)
+    return host, ("admin", read_secret(host, "/etc/prometheus/secrets/prometheus.password"))
+
+
+def test_prometheus_service_and_files(prometheus):
+    host, (_, password) = prometheus
+    service = host.service("prometheus")
+    assert service.is_running and service.is_enabled
+    assert host.socket("tcp://0.0.0.0:9090").is_listening
+    assert host.process.get(comm="prometheus").user == "prometheus"
+    for path in ("prometheus.yml", "web.yml", "secrets/prometheus.password", "secrets/alertmanager.password"):
+        config = host.file(f"/etc/prometheus/{path}")
+        assert (config.user, config.group, config.mode) == ("root", "prometheus", 0o640), path
+    web = host.file("/etc/prometheus/web.yml").content_string
+    assert "$2b$" in web and password not in web
+
+
+def test_prometheus_refuses_anonymous_requests(prometheus):
+    host, (user, password) = prometheus
+    assert http(host, "http://127.0.0.1:9090/api/v1/targets")[0] == 401
+    assert http(host, "http://127.0.0.1:9090/-/ready", user, "not-the-password")[0] == 401
+    assert http(host, "http://127.0.0.1:9090/-/ready", user, password)[0] == 200
+
+
+def test_every_prometheus_target_is_up(prometheus):
+    host, auth = prometheus
+    status, body = http(host, "http://127.0.0.1:9090/api/v1/targets?state=active", *auth)
+    assert status == 200
+    targets = json.loads(body)["data"]["activeTargets"]
+    assert targets, "no active targets"
+    down = [
+        f"{t['labels']['job']}/{t['labels']['instance']}: {t.get('lastError')}"
+        for t in targets
+        if t["health"] != "up"
+    ]
+    assert not down, "targets not up:\n" + "\n".join(down)
+    assert {t["labels"]["job"] for t in targets} >= {"node", "prometheus", "alertmanager"}
+
+
+def test_prometheus_rules_loaded_without_errors(prometheus):
+    host, auth = prometheus
+    status, body = http(host, "http://127.0.0.1:9090/api/v1/rules", *auth)
+    assert status == 200
+    groups = json.loads(body)["data"]["groups"]
+    assert {g["name"] for g in groups} >= RULE_GROUPS
+    broken = [
+        f"{g['name']}/{r.get('name')}: {r.get('lastError')}"
+        for g in groups
+        for r in g["rules"]
+        if r.get("health") == "err"
+    ]
+    assert not broken, "\n".join(broken)
+
+
+def test_prometheus_sees_alertmanager(prometheus):
+    host, auth = prometheus
+    status, body = http(host, "http://127.0.0.1:9090/api/v1/alertmanagers", *auth)
+    assert status == 200
+    assert json.loads(body)["data"]["activeAlertmanagers"], "no active Alertmanager"
+
+
+# --- Alertmanager (monitoring nodes) ----------------------------------------------------------
+
+
+def test_alertmanager(platform, monitoring_node):
+    host = platform.host(monitoring_node)
+    service = host.service("alertmanager")
+    assert service.is_running and service.is_enabled
+    assert host.socket("tcp://0.0.0.0:9093").is_listening
+    assert host.process.get(comm="alertmanager").user == "alertmanager"
+    config = host.file("/etc/alertmanager/alertmanager.yml")
+    assert (config.group, config.mode) == ("alertmanager", 0o640)
+    password = read_secret(host, "/etc/prometheus/secrets/alertmanager.password")
+    assert http(host, "http://127.0.0.1:9093/api/v2/status")[0] == 401
+    status, body = http(host, "http://127.0.0.1:9093/api/v2/status", "admin", password)
+    assert status == 200
+    assert json.loads(body)["config"]["original"], "Alertmanager has no configuration"
+    assert http(host, "http://127.0.0.1:9093/-/ready", "admin", password)[0] == 200
+
+
+# --- Grafana (monitoring nodes) ----------------------------------------------------------------
+
+
+def test_grafana(platform, monitoring_node):
+    host = platform.host(monitoring_node)
+    if not host.package("grafana").is_installed:
+        pytest.skip("Grafana was NOT converged on this node (grafana_enabled=false: no package source here)")
+    service = host.service("grafana-server")
+    assert service.is_running and service.is_enabled
+    assert http(host, "http://127.0.0.1:3000/api/health")[0] == 200
+    assert http(host, "http://127.0.0.1:3000/api/search")[0] == 401  # anonymous access is off
+    password = read_secret(host, "/etc/grafana/admin_password")
+    status, body = http(host, "http://127.0.0.1:3000/api/search?folderUIDs=fms", "admin", password)
+    assert status == 200
+    assert {d["uid"] for d in json.loads(body)} >= DASHBOARDS

@@ -1,0 +1,120 @@
+"""Shared fixtures of the monitoring tests (``make test-monitoring``).
+
+They need the CLIs of Debian's ``prometheus`` and ``prometheus-alertmanager``
+packages (installed by ``make bootstrap``): ``promtool`` and ``amtool``. Set
+FMS_PROMTOOL / FMS_AMTOOL to use other builds (e.g. the 3.x promtool of the lab
+mirror). Role templates are rendered with Ansible itself
+(render/render.yml against the sample inventory render/inventory.yml).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+ROLES = REPO / "roles"
+RULES_DIR = ROLES / "prometheus" / "files" / "rules"
+RULE_TESTS_DIR = RULES_DIR / "tests"
+DASHBOARDS_DIR = ROLES / "grafana" / "files" / "dashboards"
+JMX_TEMPLATES = ROLES / "jmx_exporter" / "templates"
+CATALOGUE = HERE / "metric_catalogue.yml"
+RENDER_PLAYBOOK = HERE / "render" / "render.yml"
+RENDER_INVENTORY = HERE / "render" / "inventory.yml"
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+
+
+def _tool(env_name: str, name: str) -> str:
+    path = os.environ.get(env_name) or shutil.which(name)
+    if not path:
+        pytest.fail(
+            f"{name} not found: install Debian's prometheus / prometheus-alertmanager packages "
+            f"(make bootstrap) or point {env_name} at a binary"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return _tool("FMS_PROMTOOL", "promtool")
+
+
+@pytest.fixture(scope="session")
+def amtool() -> str:
+    return _tool("FMS_AMTOOL", "amtool")
+
+
+def run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300):
+    """Run a command, bounded in time, capturing its output."""
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def require_passlib() -> None:
+    """The web configs store bcrypt hashes made by Ansible's password_hash filter (passlib)."""
+    try:
+        import passlib  # noqa: F401
+    except ImportError:
+        pytest.fail(
+            "passlib is not installed in the Python environment: Ansible's password_hash('bcrypt') needs it "
+            "to render the Prometheus/Alertmanager web configs (add passlib to requirements.in)"
+        )
+
+
+def render(
+    out_dir: Path, *extra: str, tags: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """Run render/render.yml into `out_dir` (also used for the preflight failure tests)."""
+    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
+    env.update(
+        FMS_RENDER_DIR=str(out_dir),
+        ANSIBLE_ROLES_PATH=str(ROLES),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_RETRY_FILES_ENABLED="0",
+        ANSIBLE_LOCALHOST_WARNING="0",
+        ANSIBLE_STDOUT_CALLBACK="default",
+    )
+    cmd = [str(ANSIBLE_PLAYBOOK), "-i", str(RENDER_INVENTORY), str(RENDER_PLAYBOOK), *extra]
+    if tags:
+        cmd += ["--tags", tags]
+    return run(cmd, cwd=REPO, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """All monitoring templates rendered with the sample inventory (see render/render.yml)."""
+    require_passlib()
+    out = tmp_path_factory.mktemp("rendered")
+    result = render(out)
+    assert result.returncode == 0, f"rendering failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+    return out
+
+
+def load_yaml(path: Path):
+    with path.open(encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def rule_files() -> list[Path]:
+    return sorted(RULES_DIR.glob("*.rules.yml"))
+
+
+def rule_test_files() -> list[Path]:
+    return sorted(RULE_TESTS_DIR.glob("*.yml"))
+
+
+def all_rules() -> list[dict]:
+    """Every rule of the shipped rule files, each with its file name under `_file`."""
+    rules = []
+    for path in rule_files():
+        for group in load_yaml(path)["groups"]:
+            for rule in group["rules"]:
+                rules.append({**rule, "_file": path.name, "_group": group["name"]})
+    return rules
