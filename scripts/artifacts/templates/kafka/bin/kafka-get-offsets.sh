@@ -1,0 +1,3 @@
+#!/bin/bash
+# Print topic partition offsets.
+exec "$(dirname "$0")/kafka-run-class.sh" org.apache.kafka.tools.GetOffsetShell "$@"
