@@ -7,7 +7,6 @@ only thing that differs from real AWS.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -67,11 +66,12 @@ class Emulator:
     def start(self, timeout_s: float = 30.0) -> Emulator:
         if self.is_ready():
             return self
-        # Prefer the project venv's moto (pinned) over whatever is first on PATH.
-        venv_binary = Path(sys.executable).with_name("moto_server")
-        binary = str(venv_binary) if venv_binary.exists() else (shutil.which("moto_server") or "")
-        if not binary:
-            raise EmulatorError("moto_server not found: run `make bootstrap` (installs moto[server])")
+        try:
+            import moto.server  # noqa: F401 - only checks that this interpreter has moto[server]
+        except ImportError as exc:
+            raise EmulatorError("moto[server] is not installed: run `make bootstrap`") from exc
+        # Our launcher: moto's server plus fidelity fixes (see moto_server.py).
+        command = [sys.executable, str(Path(__file__).with_name("moto_server.py"))]
         if not port_is_free(self.port):
             raise EmulatorError(
                 f"port {self.port} on {LOOPBACK} is taken by another process; "
@@ -80,7 +80,7 @@ class Emulator:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             proc = subprocess.Popen(
-                [binary, "-H", LOOPBACK, "-p", str(self.port)],
+                [*command, "-H", LOOPBACK, "-p", str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
