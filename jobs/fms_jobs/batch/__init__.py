@@ -1,0 +1,1 @@
+"""Batch jobs: hourly summary (idempotent, compacting) and archive to the S3 lake."""

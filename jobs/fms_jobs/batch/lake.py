@@ -1,0 +1,84 @@
+"""Layout of the lake written by the streaming job, shared by the batch jobs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from fms_jobs.sparkutil.hadoopfs import FileInfo, HadoopFS
+
+BATCH_FILE = re.compile(r"/part-(\d{12})-\d+\.snappy\.parquet$")
+COMPACT_FILE = re.compile(r"/part-c\d{10}-[0-9a-f]+-\d+\.snappy\.parquet$")
+
+
+@dataclass(frozen=True)
+class Hour:
+    start: datetime  # UTC, on the hour
+
+    @classmethod
+    def parse(cls, text: str) -> Hour:
+        """'2024-01-15T14' or '2024-01-15T14:00[:00][Z]'."""
+        t = text.strip().rstrip("Z")
+        for fmt in ("%Y-%m-%dT%H", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"):
+            try:
+                dt = datetime.strptime(t, fmt).replace(tzinfo=UTC)
+                return cls(dt.replace(minute=0, second=0, microsecond=0))
+            except ValueError:
+                continue
+        raise ValueError(f"not an hour: {text!r} (expected e.g. 2024-01-15T14)")
+
+    @classmethod
+    def containing(cls, dt: datetime) -> Hour:
+        return cls(dt.astimezone(UTC).replace(minute=0, second=0, microsecond=0))
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(hours=1)
+
+    @property
+    def key(self) -> str:
+        return self.start.strftime("%Y%m%d%H")
+
+    def partition(self) -> str:
+        s = self.start
+        return f"year={s.year}/month={s.month}/day={s.day}/hour={s.hour}"
+
+    def day_partition(self) -> str:
+        s = self.start
+        return f"year={s.year}/month={s.month}/day={s.day}"
+
+    def __str__(self) -> str:
+        return self.start.strftime("%Y-%m-%dT%H:00Z")
+
+
+def batch_of(path: str) -> int | None:
+    m = BATCH_FILE.search(path)
+    return int(m.group(1)) if m else None
+
+
+def last_committed_batch(fs: HadoopFS, checkpoint: str) -> int:
+    """Highest batch id in the streaming query's commit log (-1 when none)."""
+    best = -1
+    for f in fs.ls(f"{checkpoint.rstrip('/')}/commits"):
+        name = f.path.rsplit("/", 1)[-1]
+        if name.isdigit():
+            best = max(best, int(name))
+    return best
+
+
+def committed_files(
+    fs: HadoopFS, directory: str, last_batch: int | None
+) -> tuple[list[FileInfo], list[FileInfo]]:
+    """(committed parquet files, files of batches not committed yet) directly under a partition directory."""
+    ok: list[FileInfo] = []
+    pending: list[FileInfo] = []
+    for f in fs.ls(directory):
+        if f.is_dir or not f.path.endswith(".parquet"):
+            continue
+        b = batch_of(f.path)
+        if b is None or last_batch is None or b <= last_batch:
+            ok.append(f)
+        else:
+            pending.append(f)
+    return sorted(ok, key=lambda f: f.path), pending

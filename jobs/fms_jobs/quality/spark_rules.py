@@ -1,0 +1,313 @@
+"""The stateless quality rules as Spark column expressions (no Python UDFs).
+
+:func:`classify` takes a DataFrame with the Kafka source's columns (``value``
+binary and ``timestamp``) and adds the verdict of every stateless rule, making
+exactly the decisions of :func:`fms_jobs.quality.rules.evaluate` (a parity test
+runs both over the same corpus):
+
+* ``value`` is never parsed when it is larger than the limit;
+* UTF-8 validity: ``decode`` replaces invalid sequences with U+FFFD, so a
+  value is valid UTF-8 exactly when re-encoding the decoded text gives the
+  original bytes back;
+* JSON is parsed twice with ``from_json``: once with every field as a string
+  (is the field present? is the text syntactically JSON?) and once typed (is
+  the value of the right type?) - present but null in the typed parse means
+  WRONG_TYPE;
+* the timestamp is matched against the same regular expression as in Python
+  and cast to a timestamp (an impossible date casts to null).
+
+Added columns (``q_`` = quality): ``q_size``, ``q_reason`` (null for a
+candidate), ``q_detail``, ``q_flags`` (array of flag-only reasons),
+``q_completeness``, ``q_accuracy``, ``q_consistency``, ``q_timeliness``, plus
+the typed values of valid fields under their processed names (``device_id``,
+``event_time``, ``temperature`` ...; null when invalid) and ``arrival_time``.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+from typing import TYPE_CHECKING
+
+from fms_jobs.config import FieldRule, QualityRules
+from fms_jobs.quality.reasons import PRECEDENCE, Disposition, ReasonCode
+from fms_jobs.quality.rules import JSON_WS, TIMESTAMP_PATTERN
+from fms_jobs.quality.schema import DEVICE_ID, PROCESSED_COLUMN, TIME
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+    from pyspark.sql.types import StructType
+
+CORRUPT = "_corrupt_record"
+JSON_OPTIONS: dict[str, str] = {
+    "mode": "PERMISSIVE",
+    "columnNameOfCorruptRecord": CORRUPT,
+    "allowNonNumericNumbers": "true",  # NaN/Infinity parse (then fail NOT_FINITE), like Python's json
+    "allowSingleQuotes": "false",
+    "allowUnquotedFieldNames": "false",
+    "allowComments": "false",
+    "allowNumericLeadingZeros": "false",
+    "allowBackslashEscapingAnyCharacter": "false",
+    "allowUnquotedControlChars": "false",
+}
+_WS = "".join({" ": " ", "\t": "\\t", "\n": "\\n", "\r": "\\r"}[c] for c in JSON_WS)
+OPEN_RE = f"^[{_WS}]*\\{{"
+CLOSE_RE = f"\\}}[{_WS}]*$"
+QUALITY_COLUMNS = (
+    "q_size",
+    "q_reason",
+    "q_detail",
+    "q_flags",
+    "q_completeness",
+    "q_accuracy",
+    "q_consistency",
+    "q_timeliness",
+)
+
+
+def _spark_type(ftype: str) -> object:
+    from pyspark.sql import types as T
+
+    return {
+        "timestamp": T.StringType(),
+        "integer": T.IntegerType(),
+        "number": T.DoubleType(),
+        "boolean": T.BooleanType(),
+    }[ftype]
+
+
+def typed_schema(rules: QualityRules) -> StructType:
+    from pyspark.sql import types as T
+
+    fields = [T.StructField(f.name, _spark_type(f.type), True) for f in rules.fields]  # type: ignore[arg-type]
+    return T.StructType([*fields, T.StructField(CORRUPT, T.StringType(), True)])
+
+
+def string_schema(rules: QualityRules) -> StructType:
+    from pyspark.sql import types as T
+
+    fields = [T.StructField(f.name, T.StringType(), True) for f in rules.fields]
+    return T.StructType([*fields, T.StructField(CORRUPT, T.StringType(), True)])
+
+
+def output_name(field: str) -> str:
+    return PROCESSED_COLUMN.get(field, field)
+
+
+def _any(cols: list[Column]) -> Column:
+    from pyspark.sql import functions as F
+
+    return reduce(lambda a, b: a | b, cols) if cols else F.lit(False)
+
+
+def _all(cols: list[Column]) -> Column:
+    from pyspark.sql import functions as F
+
+    return reduce(lambda a, b: a & b, cols) if cols else F.lit(True)
+
+
+def _compare(col: Column, op: str, value: float | bool) -> Column:
+    from pyspark.sql import functions as F
+
+    v = F.lit(value)
+    return {
+        "==": col == v,
+        "!=": col != v,
+        "<": col < v,
+        "<=": col <= v,
+        ">": col > v,
+        ">=": col >= v,
+    }[op]
+
+
+def known_device(col: Column, rules: QualityRules) -> Column:
+    conds = [col.between(lo, hi) for lo, hi in rules.devices.ranges]
+    if rules.devices.ids:
+        conds.append(col.isin(sorted(rules.devices.ids)))
+    return _any(conds)
+
+
+def _field_issue(f: FieldRule, s: Column, t: Column, present: Column) -> tuple[Column, Column]:
+    """(issue code or null, valid value or null) for one field, mirroring rules._check_field."""
+    from pyspark.sql import functions as F
+
+    R = ReasonCode
+    if f.type == "timestamp":
+        ts = F.when(s.rlike(TIMESTAMP_PATTERN), s.cast("timestamp"))
+        issue = F.when(~present, F.lit(R.MISSING_FIELD.value)).when(ts.isNull(), F.lit(R.BAD_TIMESTAMP.value))
+        return issue, F.when(issue.isNull(), ts)
+    if f.type == "boolean":
+        issue = F.when(~present, F.lit(R.MISSING_FIELD.value)).when(t.isNull(), F.lit(R.WRONG_TYPE.value))
+        return issue, F.when(issue.isNull(), t)
+    non_finite = F.lit(False)
+    if f.type == "number":
+        non_finite = F.isnan(t) | t.isin(float("inf"), float("-inf"))
+    out_of_range = F.lit(False)
+    if f.min is not None:
+        out_of_range = out_of_range | (t < F.lit(f.min))
+    if f.max is not None:
+        out_of_range = out_of_range | (t > F.lit(f.max))
+    issue = (
+        F.when(~present, F.lit(R.MISSING_FIELD.value))
+        .when(t.isNull(), F.lit(R.WRONG_TYPE.value))
+        .when(non_finite, F.lit(R.NOT_FINITE.value))
+        .when(out_of_range, F.lit(R.OUT_OF_RANGE.value))
+    )
+    valid = F.when(~present | t.isNull() | non_finite, F.lit(None)).otherwise(t)
+    return issue, valid
+
+
+def classify(
+    df: DataFrame, rules: QualityRules, value_col: str = "value", arrival_col: str = "timestamp"
+) -> DataFrame:
+    """Add the stateless verdict columns (see module doc) to a DataFrame of raw Kafka records.
+
+    The work is staged in successive projections over ``_q_*`` helper columns
+    so that every expensive expression (decode, from_json, regexes) is computed
+    once per row - Catalyst does not inline a non-trivial expression into a
+    projection that uses it several times.
+    """
+    from pyspark.sql import functions as F
+
+    R = ReasonCode
+    C = F.col
+    max_b = rules.max_message_bytes
+    # 1. size and encoding (a null value - a tombstone - is treated as empty)
+    df = df.select("*", F.coalesce(C(value_col), F.lit(bytearray())).alias("_q_value"))
+    df = df.select("*", F.length(C("_q_value")).alias("q_size"))
+    df = df.select("*", (C("q_size") > F.lit(max_b)).alias("_q_over"))
+    df = df.select("*", F.when(~C("_q_over"), F.decode(C("_q_value"), "UTF-8")).alias("_q_dec"))
+    df = df.select(
+        "*", (~C("_q_over") & (F.encode(C("_q_dec"), "UTF-8") != C("_q_value"))).alias("_q_not_utf8")
+    )
+    df = df.select("*", F.when(~C("_q_over") & ~C("_q_not_utf8"), C("_q_dec")).alias("_q_text"))
+    # 2. JSON object?
+    df = df.select("*", (C("_q_text").rlike(OPEN_RE) & C("_q_text").rlike(CLOSE_RE)).alias("_q_braces"))
+    json_in = F.when(C("_q_braces"), C("_q_text"))
+    df = df.select(
+        "*",
+        F.from_json(json_in, string_schema(rules), JSON_OPTIONS).alias("_q_sp"),
+        F.from_json(json_in, typed_schema(rules), JSON_OPTIONS).alias("_q_tp"),
+    )
+    syntax_bad = C("_q_sp").isNull() | C("_q_sp")[CORRUPT].isNotNull()
+    not_object = C("_q_text").isNotNull() & ~C("_q_braces")
+    df = df.select(
+        "*",
+        not_object.alias("_q_not_object"),
+        (C("_q_text").isNotNull() & (not_object | syntax_bad)).alias("_q_malformed"),
+        (C("_q_text").isNotNull() & ~not_object & ~syntax_bad).alias("_q_parsed"),
+    )
+    # 3. every field: issue code and valid value
+    field_cols: list[Column] = []
+    for i, f in enumerate(rules.fields):
+        s_col, t_col = C("_q_sp")[f.name], C("_q_tp")[f.name]
+        issue, val = _field_issue(f, s_col, t_col, s_col.isNotNull())
+        field_cols += [
+            F.when(C("_q_parsed"), issue).alias(f"_q_i{i}"),
+            F.when(C("_q_parsed"), val).alias(f"_q_v{i}"),
+        ]
+    df = df.select("*", *field_cols)
+    idx = {f.name: i for i, f in enumerate(rules.fields)}
+
+    def issue_of(name: str) -> Column:
+        return C(f"_q_i{idx[name]}")
+
+    def valid_of(name: str) -> Column:
+        return C(f"_q_v{idx[name]}")
+
+    def has(reason: ReasonCode) -> Column:
+        return _any([issue_of(f.name).eqNullSafe(F.lit(reason.value)) for f in rules.fields])
+
+    def fields_with(reason: ReasonCode) -> Column:
+        names = [
+            F.when(issue_of(f.name).eqNullSafe(F.lit(reason.value)), F.lit(f.name)) for f in rules.fields
+        ]
+        return F.concat_ws(",", *names)
+
+    # 4. record-level conditions
+    device, event = valid_of(DEVICE_ID), valid_of(TIME)
+    arrival_us = F.unix_micros(C(arrival_col))
+    event_us = F.unix_micros(event)
+    future = event.isNotNull() & ((event_us - arrival_us) > F.lit(rules.max_future_skew_seconds * 1_000_000))
+    late = (
+        event.isNotNull()
+        & ~future
+        & ((arrival_us - event_us) > F.lit(rules.max_lateness_seconds * 1_000_000))
+    )
+    rule_hits = [
+        (
+            r.name,
+            _all(
+                [valid_of(c.field).isNotNull() & _compare(valid_of(c.field), c.op, c.value) for c in r.when]
+            ),
+        )
+        for r in rules.plausibility
+    ]
+    cond_exprs: dict[ReasonCode, Column] = {
+        R.OVERSIZED: C("_q_over"),
+        R.NOT_UTF8: C("_q_not_utf8"),
+        R.MALFORMED_JSON: C("_q_malformed"),
+        R.MISSING_FIELD: has(R.MISSING_FIELD),
+        R.WRONG_TYPE: has(R.WRONG_TYPE),
+        R.BAD_TIMESTAMP: has(R.BAD_TIMESTAMP),
+        R.NOT_FINITE: has(R.NOT_FINITE),
+        R.OUT_OF_RANGE: has(R.OUT_OF_RANGE),
+        R.UNKNOWN_DEVICE: device.isNotNull() & ~known_device(device, rules),
+        R.FUTURE_EVENT: future,
+        R.LATE_EVENT: late,
+        R.IMPLAUSIBLE_STATE: _any([hit for _, hit in rule_hits]),
+    }
+    df = df.select(
+        "*",
+        *[e.alias(f"_q_c_{r.value}") for r, e in cond_exprs.items()],
+        F.concat_ws(",", *[F.when(hit, F.lit(name)) for name, hit in rule_hits]).alias("_q_rules"),
+    )
+
+    def cond(r: ReasonCode) -> Column:
+        return C(f"_q_c_{r.value}")
+
+    detail: dict[ReasonCode, Column] = {
+        R.OVERSIZED: F.concat(C("q_size").cast("string"), F.lit(f" bytes > {max_b}")),
+        R.NOT_UTF8: F.lit("invalid UTF-8"),
+        R.MALFORMED_JSON: F.when(C("_q_not_object"), F.lit("not a JSON object")).otherwise(
+            F.lit("invalid JSON")
+        ),
+        R.UNKNOWN_DEVICE: device.cast("string"),
+        R.FUTURE_EVENT: F.lit(f"max_future_skew_seconds={rules.max_future_skew_seconds}"),
+        R.LATE_EVENT: F.lit(f"max_lateness_seconds={rules.max_lateness_seconds}"),
+        R.IMPLAUSIBLE_STATE: C("_q_rules"),
+    }
+    for r in (R.MISSING_FIELD, R.WRONG_TYPE, R.BAD_TIMESTAMP, R.NOT_FINITE, R.OUT_OF_RANGE):
+        detail[r] = fields_with(r)
+
+    # 5. verdict
+    dead = [r for r in PRECEDENCE if r in cond_exprs and rules.disposition(r) is Disposition.DEAD_LETTER]
+    flag = [r for r in PRECEDENCE if r in cond_exprs and rules.disposition(r) is Disposition.FLAG]
+    reason_col: Column = F.lit(None).cast("string")
+    detail_col: Column = F.lit(None).cast("string")
+    for r in reversed(dead):  # build the when-chain so the first in precedence wins
+        reason_col = F.when(cond(r), F.lit(r.value)).otherwise(reason_col)
+        detail_col = F.when(cond(r), detail[r]).otherwise(detail_col)
+    flags_col = (
+        F.filter(F.array(*[F.when(cond(r), F.lit(r.value)) for r in flag]), lambda x: x.isNotNull())
+        if flag
+        else F.array().cast("array<string>")
+    )
+    accuracy = (R.WRONG_TYPE, R.BAD_TIMESTAMP, R.NOT_FINITE, R.OUT_OF_RANGE)
+    parsed = C("_q_parsed")
+    completeness = ~(cond(R.OVERSIZED) | cond(R.NOT_UTF8) | cond(R.MALFORMED_JSON) | cond(R.MISSING_FIELD))
+    out = df.select(
+        "*",
+        reason_col.alias("q_reason"),
+        detail_col.alias("q_detail"),
+        flags_col.alias("q_flags"),
+        completeness.alias("q_completeness"),
+        (parsed & ~_any([cond(r) for r in accuracy])).alias("q_accuracy"),
+        (parsed & device.isNotNull() & ~cond(R.UNKNOWN_DEVICE) & ~cond(R.IMPLAUSIBLE_STATE)).alias(
+            "q_consistency"
+        ),
+        (parsed & event.isNotNull() & ~cond(R.LATE_EVENT) & ~cond(R.FUTURE_EVENT)).alias("q_timeliness"),
+        *[valid_of(f.name).alias(output_name(f.name)) for f in rules.fields if f.name != TIME],
+        event.alias("event_time"),
+        C(arrival_col).alias("arrival_time"),
+    )
+    return out.drop(*[c for c in out.columns if c.startswith("_q_")])

@@ -1,0 +1,1 @@
+"""Spark helpers: session construction and connector jars."""

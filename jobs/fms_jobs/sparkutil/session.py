@@ -1,0 +1,64 @@
+"""SparkSession construction shared by the jobs and the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+# Settings every FMS job relies on (overridable per job).
+BASE_CONF: dict[str, str] = {
+    "spark.sql.session.timeZone": "UTC",
+    # the rules rely on non-ANSI casts (an impossible timestamp casts to null instead of failing the batch)
+    "spark.sql.ansi.enabled": "false",
+    "spark.sql.parquet.compression.codec": "snappy",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    # RocksDB keeps the duplicate-detection state off-heap and checkpoints it incrementally
+    "spark.sql.streaming.stateStore.providerClass": (
+        "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+    ),
+    "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+    "spark.sql.adaptive.enabled": "true",
+    # one-line base64 (the dead-letter topic carries the original bytes base64-encoded)
+    "spark.sql.chunkBase64String.enabled": "false",
+    "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+    "spark.hadoop.parquet.enable.summary-metadata": "false",
+}
+
+LOCAL_TEST_CONF: dict[str, str] = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.default.parallelism": "2",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.memory": "2g",
+    "spark.sql.streaming.minBatchesToRetain": "20",
+    "spark.driver.extraJavaOptions": "-Dderby.system.home=/tmp -XX:+UseG1GC",
+}
+
+
+def build_session(
+    app_name: str,
+    master: str | None = None,
+    conf: Mapping[str, Any] | None = None,
+    jars: Sequence[str] = (),
+    local_test: bool = False,
+) -> SparkSession:
+    from pyspark.sql import SparkSession
+
+    b = SparkSession.builder.appName(app_name)
+    if master:
+        b = b.master(master)
+    merged: dict[str, Any] = dict(BASE_CONF)
+    if local_test:
+        merged.update(LOCAL_TEST_CONF)
+    merged.update(conf or {})
+    if jars:
+        existing = str(merged.get("spark.jars", ""))
+        merged["spark.jars"] = ",".join([j for j in existing.split(",") if j] + list(jars))
+    for k, v in merged.items():
+        b = b.config(k, str(v))
+    spark = b.getOrCreate()
+    spark.sparkContext.setLogLevel(str(merged.get("fms.log.level", "WARN")))
+    return spark

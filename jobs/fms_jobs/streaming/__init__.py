@@ -1,0 +1,1 @@
+"""Streaming job: Kafka -> four-dimension validation -> Parquet lake + dead letters (see .job)."""

@@ -1,0 +1,78 @@
+"""Run the streaming job: ``python -m fms_jobs.streaming --config /etc/fms/stream.yml``.
+
+Deployed with spark-submit (the Kafka connector jars are installed into Spark by
+the spark role); ``--local-jars`` finds them in the artifact mirror instead, for
+local runs. SIGTERM stops the query between micro-batches' commits; a restart
+resumes exactly where the checkpoint says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from fms_jobs.config import RulesError, load_rules
+from fms_jobs.streaming.config import StreamConfigError, load_stream_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fms_jobs.streaming", description=__doc__)
+    p.add_argument("--config")
+    p.add_argument("--bootstrap-servers", dest="kafka.bootstrap_servers")
+    p.add_argument("--topic", dest="kafka.topic")
+    p.add_argument("--dlq-topic", dest="kafka.dlq_topic")
+    p.add_argument("--processed", dest="paths.processed")
+    p.add_argument("--dlq", dest="paths.dlq")
+    p.add_argument("--checkpoint", dest="paths.checkpoint")
+    p.add_argument("--trigger", dest="trigger.processing_time", help='e.g. "2 seconds"')
+    p.add_argument("--available-now", action="store_true", default=None, dest="trigger.available_now")
+    p.add_argument("--metrics-port", type=int, dest="metrics.port")
+    p.add_argument("--rules", dest="rules_path")
+    p.add_argument("--master", dest="master")
+    p.add_argument(
+        "--local-jars", action="store_true", help="add the Kafka connector jars from the local mirror"
+    )
+    a = p.parse_args(argv)
+    overrides = {k: v for k, v in vars(a).items() if k not in ("config", "local_jars") and v is not None}
+    try:
+        cfg = load_stream_config(a.config, overrides)
+        rules = load_rules(cfg.rules_path)
+    except (StreamConfigError, RulesError) as e:
+        print(f"fms-stream: configuration error: {e}", file=sys.stderr)
+        return 1
+    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from fms_jobs.sparkutil.jars import KAFKA_CONNECTOR, find_jars
+    from fms_jobs.sparkutil.session import build_session
+    from fms_jobs.streaming.job import BatchProcessor, progress_listener, start_query
+    from fms_jobs.streaming.metrics import StreamMetrics
+
+    jars = find_jars(KAFKA_CONNECTOR) if a.local_jars else []
+    spark = build_session(cfg.app_name, cfg.master, cfg.spark_conf, jars)
+    metrics = StreamMetrics(per_device=cfg.metrics.per_device)
+    metrics.serve(cfg.metrics.port, cfg.metrics.addr)
+    spark.streams.addListener(progress_listener(metrics))
+    query, _ = start_query(spark, cfg, rules, BatchProcessor(spark, cfg, rules, metrics))
+    stopping = threading.Event()
+
+    def stop(*_: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while query.isActive and not stopping.is_set():
+        query.awaitTermination(1.0)
+    if query.isActive:
+        query.stop()
+    exc = query.exception()
+    spark.stop()
+    if exc is not None:
+        print(f"fms-stream: query failed: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

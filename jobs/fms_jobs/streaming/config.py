@@ -1,0 +1,208 @@
+"""Streaming job configuration (YAML file + command line).
+
+Example (``/etc/fms/stream.yml``)::
+
+    kafka:
+      bootstrap_servers: "kafka-1:9093,kafka-2:9093,kafka-3:9093"
+      topic: fms.sensor.raw
+      dlq_topic: fms.sensor.dlq
+      security_protocol: SASL_SSL
+      sasl_mechanism: SCRAM-SHA-512
+      sasl_username: fms-stream
+      sasl_password_file: /etc/fms/secrets/stream.password    # or $FMS_KAFKA_SASL_PASSWORD
+      ssl_ca_location: /etc/fms/tls/ca.crt                    # PEM
+      max_offsets_per_trigger: 500000
+    paths:
+      processed: hdfs://namenode:8020/fms/processed
+      dlq: hdfs://namenode:8020/fms/dlq
+      checkpoint: hdfs://namenode:8020/fms/checkpoints/stream
+    trigger:
+      processing_time: "2 seconds"
+    metrics:
+      port: 9311
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PASSWORD_ENV = "FMS_KAFKA_SASL_PASSWORD"
+
+
+class StreamConfigError(ValueError):
+    pass
+
+
+@dataclass
+class StreamKafka:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "fms.sensor.raw"
+    dlq_topic: str = "fms.sensor.dlq"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    sasl_password_file: str | None = None
+    ssl_ca_location: str | None = None  # PEM file
+    starting_offsets: str = "earliest"
+    max_offsets_per_trigger: int | None = 500_000
+    min_partitions: int | None = None
+    fail_on_data_loss: bool = True
+    extra: dict[str, str] = field(default_factory=dict)  # any kafka.* client setting
+
+
+@dataclass
+class StreamPaths:
+    processed: str = "/tmp/fms/processed"
+    dlq: str = "/tmp/fms/dlq"
+    checkpoint: str = "/tmp/fms/checkpoints/stream"
+
+
+@dataclass
+class StreamTrigger:
+    processing_time: str | None = "2 seconds"
+    available_now: bool = False
+
+
+@dataclass
+class StreamMetricsConfig:
+    port: int = 9311
+    addr: str = "0.0.0.0"
+    per_device: bool = True
+
+
+@dataclass
+class StreamConfig:
+    kafka: StreamKafka = field(default_factory=StreamKafka)
+    paths: StreamPaths = field(default_factory=StreamPaths)
+    trigger: StreamTrigger = field(default_factory=StreamTrigger)
+    metrics: StreamMetricsConfig = field(default_factory=StreamMetricsConfig)
+    source: str = "kafka"  # kafka | parquet (files with the Kafka source's schema; replay/testing)
+    source_path: str | None = None
+    dlq_topic_enabled: bool = True
+    dlq_topic_max_value_bytes: int = (
+        65_536  # original bytes beyond this are truncated in the topic (kept in files)
+    )
+    output_files_per_batch: int = 1
+    rules_path: str | None = None
+    app_name: str = "fms-stream"
+    master: str | None = None
+    spark_conf: dict[str, str] = field(default_factory=dict)
+    query_name: str = "fms-stream"
+    log_level: str = "INFO"
+
+    def validate(self) -> None:
+        k = self.kafka
+        if self.source not in ("kafka", "parquet"):
+            raise StreamConfigError("source must be kafka or parquet")
+        if self.source == "parquet" and not self.source_path:
+            raise StreamConfigError("source_path is required with source: parquet")
+        if self.source == "kafka" and not k.bootstrap_servers:
+            raise StreamConfigError("kafka.bootstrap_servers is required")
+        if k.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+            raise StreamConfigError(
+                "kafka.security_protocol must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+            )
+        if k.security_protocol.startswith("SASL"):
+            if not k.sasl_username:
+                raise StreamConfigError("kafka.sasl_username is required with SASL")
+            if not sasl_password(k):
+                raise StreamConfigError(
+                    f"kafka SASL password missing: set kafka.sasl_password_file or ${PASSWORD_ENV}"
+                )
+        if k.max_offsets_per_trigger is not None and k.max_offsets_per_trigger < 1:
+            raise StreamConfigError("kafka.max_offsets_per_trigger must be >= 1")
+        for name in ("processed", "dlq", "checkpoint"):
+            if not getattr(self.paths, name):
+                raise StreamConfigError(f"paths.{name} is required")
+        if (
+            len(
+                {
+                    self.paths.processed.rstrip("/"),
+                    self.paths.dlq.rstrip("/"),
+                    self.paths.checkpoint.rstrip("/"),
+                }
+            )
+            < 3
+        ):
+            raise StreamConfigError("paths.processed, paths.dlq and paths.checkpoint must differ")
+        if not self.trigger.available_now and not self.trigger.processing_time:
+            raise StreamConfigError("trigger: set processing_time or available_now")
+        if self.output_files_per_batch < 1:
+            raise StreamConfigError("output_files_per_batch must be >= 1")
+
+
+def sasl_password(k: StreamKafka) -> str | None:
+    if k.sasl_password:
+        return k.sasl_password
+    if k.sasl_password_file:
+        try:
+            return Path(k.sasl_password_file).read_text(encoding="utf-8").strip() or None
+        except OSError as e:
+            raise StreamConfigError(f"kafka.sasl_password_file: {e}") from None
+    return os.environ.get(PASSWORD_ENV) or None
+
+
+def kafka_client_options(k: StreamKafka) -> dict[str, str]:
+    """``kafka.*`` options for Spark's Kafka source and sink (security included)."""
+    opts = {"kafka.bootstrap.servers": k.bootstrap_servers, "kafka.security.protocol": k.security_protocol}
+    if k.security_protocol.startswith("SASL"):
+        module = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule"
+            if k.sasl_mechanism == "PLAIN"
+            else "org.apache.kafka.common.security.scram.ScramLoginModule"
+        )
+        pw = (sasl_password(k) or "").replace("\\", "\\\\").replace('"', '\\"')
+        user = (k.sasl_username or "").replace("\\", "\\\\").replace('"', '\\"')
+        opts["kafka.sasl.mechanism"] = k.sasl_mechanism
+        opts["kafka.sasl.jaas.config"] = f'{module} required username="{user}" password="{pw}";'
+    if k.security_protocol in ("SSL", "SASL_SSL") and k.ssl_ca_location:
+        opts["kafka.ssl.truststore.type"] = "PEM"
+        opts["kafka.ssl.truststore.location"] = k.ssl_ca_location
+    for key, value in k.extra.items():
+        opts[key if key.startswith("kafka.") else f"kafka.{key}"] = str(value)
+    return opts
+
+
+def _merge(obj: Any, data: Mapping[str, Any], where: str) -> None:
+    names = {f.name for f in fields(obj)}
+    for key, value in data.items():
+        if key not in names:
+            raise StreamConfigError(f"{where}{key}: unknown setting; known: {sorted(names)}")
+        current = getattr(obj, key)
+        if is_dataclass(current) and not isinstance(current, type):
+            if not isinstance(value, Mapping):
+                raise StreamConfigError(f"{where}{key}: must be a mapping")
+            _merge(current, value, f"{where}{key}.")
+        else:
+            setattr(obj, key, value)
+
+
+def load_stream_config(path: str | None = None, overrides: Mapping[str, Any] | None = None) -> StreamConfig:
+    cfg = StreamConfig()
+    if path:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise StreamConfigError(f"stream config {path}: file not found") from None
+        except yaml.YAMLError as e:
+            raise StreamConfigError(f"stream config {path}: invalid YAML: {e}") from None
+        if not isinstance(data, Mapping):
+            raise StreamConfigError(f"stream config {path}: must be a mapping")
+        _merge(cfg, data, "")
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node: Any = cfg
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            node = getattr(node, part)
+        setattr(node, parts[-1], value)
+    cfg.validate()
+    return cfg

@@ -1,0 +1,735 @@
+"""The streaming job: Kafka ``fms.sensor.raw`` -> four-dimension validation -> Parquet lake + dead letters.
+
+Query plan (one streaming query, one checkpoint)::
+
+    kafka -> classify (stateless rules as column expressions) -+-> every row ---------------------+
+                                                               +-> candidates                     |
+                                                                   -> withWatermark(event_time)   |
+                                                                   -> dropDuplicates(device, time)|
+                                                                   -> survivor ids ---------------+-> union
+                                                                                          -> foreachBatch
+
+Every record of the batch arrives in ``foreachBatch`` once as itself and, if it
+survived Spark's stateful duplicate detection (RocksDB state store, checkpointed
+with the batch), once more as a survivor id (Kafka partition, offset). So every
+record is accounted for: a candidate that is not a survivor is either behind the
+watermark (Spark drops such rows before the state lookup; we re-derive the exact
+watermark Spark used from the offset log and dead-letter them as LATE_EVENT) or
+a duplicate - nothing disappears silently.
+
+Per batch, :class:`BatchProcessor`:
+
+1. joins the two views and decides each record's outcome: stored / dead-lettered
+   (reason) / duplicate;
+2. flags per-device order (OUT_OF_ORDER) and computes the anomaly score against
+   the per-device state of the previous batch (:mod:`.state`);
+3. writes the processed rows (seed 004 schema, Parquet+Snappy, partitioned by
+   year/month/day/hour) and the dead letters (original bytes, reason) through
+   :class:`fms_jobs.streaming.publish.BatchPublisher` - idempotent per batch id;
+4. publishes the dead letters to the ``fms.sensor.dlq`` topic (at-least-once,
+   keyed by the source coordinates ``topic-partition-offset`` so a consumer can
+   drop the copies a replayed batch may add; a marker file skips the topic write
+   when only the commit was lost);
+5. saves the per-device state, exports the batch's metrics, and checks
+   conservation: in = stored + dead-lettered + duplicates.
+
+Exactly-once: Spark writes batch N's offsets before running it and its commit
+only after ``foreachBatch`` returned; a crash re-runs batch N with the same
+offsets, the same state-store version, the same watermark and the same
+per-device state file, and the publisher replaces whatever the crashed attempt
+left. Hence each input record is in the lake once - stored or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fms_jobs.config import QualityRules
+from fms_jobs.quality.reasons import Dimension, Disposition, ReasonCode
+from fms_jobs.quality.reference import WATERMARK_DETAIL
+from fms_jobs.quality.schema import CREATED_HEADER, READINGS
+from fms_jobs.quality.spark_rules import classify, output_name
+from fms_jobs.sparkutil.hadoopfs import HadoopFS
+from fms_jobs.streaming.config import StreamConfig, kafka_client_options
+from fms_jobs.streaming.metrics import StreamMetrics
+from fms_jobs.streaming.publish import BatchPublisher
+from fms_jobs.streaming.state import BatchAggregate, DeviceStateStore, DeviceStats, merge
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+log = logging.getLogger(__name__)
+
+PARTITION_COLUMNS = ("year", "month", "day", "hour")
+STORED, DEAD, DUP = "stored", "dead_letter", "duplicate"
+SIGNAL_COLUMNS = {s: output_name(s) for s in READINGS}
+
+# Columns of the processed table (seed 004 + quality, lineage and latency columns).
+PROCESSED_COLUMNS = (
+    "device_id",
+    "timestamp",
+    "temperature",
+    "humidity",
+    "pressure",
+    "motor1_rpm",
+    "motor2_rpm",
+    "motor3_rpm",
+    "is_fail",
+    "temperature_fahrenheit",
+    "anomaly_flag",
+    "anomaly_score",
+    "day_of_week",
+    "is_weekend",
+    "quality_completeness",
+    "quality_accuracy",
+    "quality_consistency",
+    "quality_timeliness",
+    "quality_flags",
+    "created_at",
+    "ingested_at",
+    "processed_at",
+    "kafka_partition",
+    "kafka_offset",
+    "batch_id",
+    "rules_version",
+    *PARTITION_COLUMNS,
+)
+DLQ_COLUMNS = (
+    "reason",
+    "detail",
+    "dimension",
+    "rules_version",
+    "raw_value",
+    "raw_key",
+    "raw_size",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "kafka_timestamp",
+    "created_at",
+    "device_id",
+    "event_time",
+    "batch_id",
+    "dead_lettered_at",
+    *PARTITION_COLUMNS,
+)
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def read_source(spark: SparkSession, cfg: StreamConfig) -> DataFrame:
+    if cfg.source == "parquet":
+        from pyspark.sql import types as T
+
+        schema = T.StructType(
+            [
+                T.StructField("key", T.BinaryType()),
+                T.StructField("value", T.BinaryType()),
+                T.StructField("topic", T.StringType()),
+                T.StructField("partition", T.IntegerType()),
+                T.StructField("offset", T.LongType()),
+                T.StructField("timestamp", T.TimestampType()),
+                T.StructField("timestampType", T.IntegerType()),
+                T.StructField(
+                    "headers",
+                    T.ArrayType(
+                        T.StructType(
+                            [T.StructField("key", T.StringType()), T.StructField("value", T.BinaryType())]
+                        )
+                    ),
+                ),
+            ]
+        )
+        return spark.readStream.schema(schema).parquet(str(cfg.source_path))
+    k = cfg.kafka
+    reader = (
+        spark.readStream.format("kafka")
+        .options(**kafka_client_options(k))
+        .option("subscribe", k.topic)
+        .option("startingOffsets", k.starting_offsets)
+        .option("failOnDataLoss", str(k.fail_on_data_loss).lower())
+        .option("includeHeaders", "true")
+    )
+    if k.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(k.max_offsets_per_trigger))
+    if k.min_partitions:
+        reader = reader.option("minPartitions", str(k.min_partitions))
+    return reader.load()
+
+
+def created_ms_column(headers: str = "headers", fallback: str = "timestamp") -> Column:
+    """Creation time from the ``fms-created-ms`` header, else the Kafka record timestamp."""
+    from pyspark.sql import functions as F
+
+    h = F.element_at(F.filter(F.col(headers), lambda x: x["key"] == F.lit(CREATED_HEADER)), 1)
+    from_header = F.decode(h["value"], "UTF-8").cast("long")
+    return F.coalesce(from_header, F.unix_millis(F.col(fallback)))
+
+
+def build_stream(spark: SparkSession, cfg: StreamConfig, rules: QualityRules) -> DataFrame:
+    """The streaming DataFrame handed to foreachBatch (all rows + duplicate-detection survivors)."""
+    from pyspark.sql import functions as F
+
+    raw = read_source(spark, cfg).select(
+        "key", "value", "topic", "partition", "offset", "timestamp", "headers"
+    )
+    base = classify(raw, rules).withColumn("created_ms", created_ms_column()).drop("headers")
+    all_rows = base.withColumn("_all", F.lit(True))
+    survivors = (
+        base.where(F.col("q_reason").isNull())
+        .select("device_id", "event_time", "topic", "partition", "offset")
+        .withWatermark("event_time", f"{rules.duplicate_watermark_seconds} seconds")
+        .dropDuplicates(["device_id", "event_time"])
+        .select("topic", "partition", "offset", F.lit(False).alias("_all"))
+    )
+    return all_rows.unionByName(survivors, allowMissingColumns=True)
+
+
+# --------------------------------------------------------------------------- batch
+
+
+@dataclass
+class BatchSummary:
+    batch_id: int
+    records_in: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    dead_lettered: dict[str, int] = field(default_factory=dict)
+    flags: dict[str, int] = field(default_factory=dict)
+    passed: dict[str, int] = field(default_factory=lambda: {d.value: 0 for d in Dimension})
+    clean: int = 0
+    devices: dict[int, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+    watermark_ms: int = 0
+    e2e_count: int = 0
+    e2e_sum_s: float = 0.0
+    files: int = 0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step (profiling)
+
+    def mark(self, phase: str, since: float) -> float:
+        now = time.time()
+        self.phases[phase] = round(self.phases.get(phase, 0.0) + now - since, 3)
+        return now
+
+    @property
+    def conserved(self) -> bool:
+        return self.records_in == self.stored + sum(self.dead_lettered.values()) + self.duplicates
+
+    def as_metrics(self) -> dict[str, Any]:
+        return {
+            "in": self.records_in,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "dead_lettered": self.dead_lettered,
+            "flags": self.flags,
+            "passed": self.passed,
+            "clean": self.clean,
+            "conserved": self.conserved,
+            "devices": self.devices,
+        }
+
+
+def read_offset_metadata(fs: HadoopFS, checkpoint: str, batch_id: int) -> dict[str, Any] | None:
+    text = fs.read_text(f"{checkpoint.rstrip('/')}/offsets/{batch_id}")
+    if not text:
+        return None
+    lines = text.splitlines()
+    return json.loads(lines[1]) if len(lines) > 1 and lines[1].startswith("{") else None
+
+
+class BatchProcessor:
+    """The foreachBatch function (see the module documentation)."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        cfg: StreamConfig,
+        rules: QualityRules,
+        metrics: StreamMetrics | None = None,
+    ) -> None:
+        self.spark = spark
+        self.cfg = cfg
+        self.rules = rules
+        self.metrics = metrics or StreamMetrics(per_device=cfg.metrics.per_device)
+        self.ckpt = cfg.paths.checkpoint.rstrip("/")
+        self.fs_ckpt = HadoopFS(spark, self.ckpt)
+        self.processed = BatchPublisher(HadoopFS(spark, cfg.paths.processed), cfg.paths.processed)
+        self.dlq = BatchPublisher(HadoopFS(spark, cfg.paths.dlq), cfg.paths.dlq)
+        self.state = DeviceStateStore(self.fs_ckpt, f"{self.ckpt}/fms_state")
+        self.summaries: list[BatchSummary] = []
+        self.signals = list(rules.anomaly.signals)
+        self._batch_aggs: list[BatchAggregate] = []
+        # one-line base64 in the dead-letter topic, whatever the session defaults are
+        spark.conf.set("spark.sql.chunkBase64String.enabled", "false")
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+
+    # ------------------------------------------------------------------ watermark
+    def late_watermark_ms(self, batch_id: int) -> tuple[int, int]:
+        """(watermark Spark used to drop late rows in this batch, eviction watermark of this batch)."""
+        cur = read_offset_metadata(self.fs_ckpt, self.ckpt, batch_id) or {}
+        prev = read_offset_metadata(self.fs_ckpt, self.ckpt, batch_id - 1) if batch_id > 0 else None
+        evict = int(cur.get("batchWatermarkMs", 0))
+        late = int((prev or cur).get("batchWatermarkMs", 0))
+        return late, evict
+
+    # ------------------------------------------------------------------ decisions
+    def _decide(
+        self, df: DataFrame, batch_id: int, late_wm_ms: int, state: dict[int, DeviceStats]
+    ) -> DataFrame:
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+        from pyspark.sql import types as T
+
+        C = F.col
+        rows = df.where(C("_all"))
+        surv = df.where(~C("_all")).select("topic", "partition", "offset", F.lit(True).alias("_survivor"))
+        j = rows.join(surv, ["topic", "partition", "offset"], "left")
+        cand = C("q_reason").isNull()
+        survivor = C("_survivor").eqNullSafe(F.lit(True))
+        behind = F.unix_micros(C("event_time")) <= F.lit(late_wm_ms * 1000)
+        j = j.select(
+            "*",
+            F.when(~cand, F.lit(DEAD))
+            .when(survivor, F.lit(STORED))
+            .when(behind, F.lit(DEAD))
+            .otherwise(F.lit(DUP))
+            .alias("outcome"),
+            F.when(~cand, C("q_reason"))
+            .when(survivor, F.lit(None))
+            .when(behind, F.lit(ReasonCode.LATE_EVENT.value))
+            .otherwise(F.lit(ReasonCode.DUPLICATE.value))
+            .alias("reason"),
+            F.when(~cand, C("q_detail")).when(~survivor & behind, F.lit(WATERMARK_DETAIL)).alias("detail"),
+            (cand & ~survivor & behind).alias("_behind"),
+        )
+        # per-device state of the previous batch (small; broadcast)
+        sig = self.signals
+        st_schema = T.StructType(
+            [T.StructField("device_id", T.IntegerType()), T.StructField("st_n", T.LongType())]
+            + [T.StructField("st_max_us", T.LongType())]
+            + [T.StructField(f"st_mean_{s}", T.DoubleType()) for s in sig]
+            + [T.StructField(f"st_std_{s}", T.DoubleType()) for s in sig]
+        )
+        st_rows = [
+            (dev, s.n, s.max_event_us, *[s.mean.get(x) for x in sig], *[s.std(x) for x in sig])
+            for dev, s in state.items()
+        ]
+        st_df = self.spark.createDataFrame(st_rows, st_schema)
+        j = j.join(F.broadcast(st_df), "device_id", "left")
+        is_stored = C("outcome") == F.lit(STORED)
+        ev_us = F.unix_micros(C("event_time"))
+        ordered = (
+            Window.partitionBy("device_id")
+            .orderBy("partition", "offset")
+            .rowsBetween(Window.unboundedPreceding, -1)
+        )
+        whole = Window.partitionBy("device_id")
+        prev_max = F.greatest(C("st_max_us"), F.max(F.when(is_stored, ev_us)).over(ordered))
+        a = self.rules.anomaly
+        warm = a.warmup_records
+        batch_n = F.count(F.when(is_stored, F.lit(1))).over(whole)
+        zs: list[Column] = []
+        for s in sig:
+            x = C(SIGNAL_COLUMNS[s])
+            b_mean = F.avg(F.when(is_stored, x)).over(whole)
+            b_std = F.stddev_pop(F.when(is_stored, x)).over(whole)
+            use_state = C("st_n") >= F.lit(warm)
+            mean = F.when(use_state, C(f"st_mean_{s}")).when(batch_n >= F.lit(max(warm, 2)), b_mean)
+            std = F.when(use_state, C(f"st_std_{s}")).when(batch_n >= F.lit(max(warm, 2)), b_std)
+            zs.append(F.abs(x - mean) / F.greatest(std, F.lit(a.min_stddev[s])))
+        score = F.coalesce(F.greatest(*zs) if len(zs) > 1 else zs[0], F.lit(0.0))
+        j = j.select(
+            "*",
+            (is_stored & prev_max.isNotNull() & (ev_us < prev_max)).alias("_ooo"),
+            F.when(is_stored, F.round(score, 4)).alias("anomaly_score"),
+        )
+        ooo = C("_ooo")
+        flags = F.when(ooo, F.concat(C("q_flags"), F.array(F.lit(ReasonCode.OUT_OF_ORDER.value)))).otherwise(
+            C("q_flags")
+        )
+        return j.select(
+            "*",
+            flags.alias("quality_flags"),
+            C("q_completeness").alias("quality_completeness"),
+            C("q_accuracy").alias("quality_accuracy"),
+            (C("q_consistency") & (C("outcome") != F.lit(DUP)) & ~ooo).alias("quality_consistency"),
+            (C("q_timeliness") & ~C("_behind")).alias("quality_timeliness"),
+            (C("is_fail") | (C("anomaly_score") >= F.lit(a.z_threshold))).alias("anomaly_flag"),
+        )
+
+    # ------------------------------------------------------------------ outputs
+    def processed_frame(self, j: DataFrame, batch_id: int, processed_at_ms: int) -> DataFrame:
+        from pyspark.sql import functions as F
+
+        C = F.col
+        ts = C("event_time")
+        dow_iso = ((F.dayofweek(ts) + F.lit(5)) % F.lit(7)) + F.lit(1)  # Monday=1 .. Sunday=7
+        return j.where(C("outcome") == F.lit(STORED)).select(
+            C("device_id").cast("int").alias("device_id"),
+            ts.alias("timestamp"),
+            *[C(SIGNAL_COLUMNS[s]).cast("double").alias(SIGNAL_COLUMNS[s]) for s in READINGS],
+            C("is_fail"),
+            F.round(C("temperature") * F.lit(9.0 / 5.0) + F.lit(32.0), 4).alias("temperature_fahrenheit"),
+            C("anomaly_flag"),
+            C("anomaly_score"),
+            dow_iso.alias("day_of_week"),
+            (dow_iso >= F.lit(6)).alias("is_weekend"),
+            C("quality_completeness"),
+            C("quality_accuracy"),
+            C("quality_consistency"),
+            C("quality_timeliness"),
+            C("quality_flags"),
+            F.timestamp_millis(C("created_ms")).alias("created_at"),
+            C("arrival_time").alias("ingested_at"),
+            F.timestamp_millis(F.lit(processed_at_ms)).alias("processed_at"),
+            C("partition").alias("kafka_partition"),
+            C("offset").alias("kafka_offset"),
+            F.lit(batch_id).cast("long").alias("batch_id"),
+            F.lit(self.rules.rules_version).alias("rules_version"),
+            F.year(ts).alias("year"),
+            F.month(ts).alias("month"),
+            F.dayofmonth(ts).alias("day"),
+            F.hour(ts).alias("hour"),
+        )
+
+    def dlq_frame(self, j: DataFrame, batch_id: int, processed_at_ms: int) -> DataFrame:
+        from pyspark.sql import functions as F
+
+        C = F.col
+        keep = C("outcome") == F.lit(DEAD)
+        if self.rules.duplicates_dead_letter_copy:
+            keep = keep | (C("outcome") == F.lit(DUP))
+        dim = F.lit(None).cast("string")
+        for r in ReasonCode:
+            dim = F.when(C("reason") == F.lit(r.value), F.lit(r.dimension.value)).otherwise(dim)
+        kts = C("arrival_time")
+        return j.where(keep).select(
+            C("reason"),
+            C("detail"),
+            dim.alias("dimension"),
+            F.lit(self.rules.rules_version).alias("rules_version"),
+            C("value").alias("raw_value"),
+            C("key").alias("raw_key"),
+            C("q_size").alias("raw_size"),
+            C("topic").alias("kafka_topic"),
+            C("partition").alias("kafka_partition"),
+            C("offset").alias("kafka_offset"),
+            kts.alias("kafka_timestamp"),
+            F.timestamp_millis(C("created_ms")).alias("created_at"),
+            C("device_id").cast("int").alias("device_id"),
+            C("event_time"),
+            F.lit(batch_id).cast("long").alias("batch_id"),
+            F.timestamp_millis(F.lit(processed_at_ms)).alias("dead_lettered_at"),
+            F.year(kts).alias("year"),
+            F.month(kts).alias("month"),
+            F.dayofmonth(kts).alias("day"),
+            F.hour(kts).alias("hour"),
+        )
+
+    def dlq_topic_frame(self, dlq: DataFrame) -> DataFrame:
+        from pyspark.sql import functions as F
+
+        C = F.col
+        limit = self.cfg.dlq_topic_max_value_bytes
+        key = F.concat_ws(
+            "-", C("kafka_topic"), C("kafka_partition").cast("string"), C("kafka_offset").cast("string")
+        )
+        envelope = F.struct(
+            C("reason"),
+            C("detail"),
+            C("dimension"),
+            C("rules_version"),
+            F.struct(
+                C("kafka_topic").alias("topic"),
+                C("kafka_partition").alias("partition"),
+                C("kafka_offset").alias("offset"),
+                F.unix_millis(C("kafka_timestamp")).alias("timestamp_ms"),
+            ).alias("source"),
+            C("device_id"),
+            F.date_format(C("event_time"), "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'").alias("event_time"),
+            C("raw_size").alias("size"),
+            (C("raw_size") > F.lit(limit)).alias("truncated"),
+            F.base64(F.substring(C("raw_value"), 1, limit)).alias("value_b64"),
+            F.base64(C("raw_key")).alias("key_b64"),
+            C("batch_id"),
+        )
+        headers = F.array(
+            F.struct(F.lit("fms-reason").alias("key"), F.encode(C("reason"), "UTF-8").alias("value")),
+            F.struct(
+                F.lit(CREATED_HEADER).alias("key"),
+                F.encode(F.unix_millis(C("created_at")).cast("string"), "UTF-8").alias("value"),
+            ),
+        )
+        return dlq.select(key.alias("key"), F.to_json(envelope).alias("value"), headers.alias("headers"))
+
+    # ------------------------------------------------------------------ the batch
+    def __call__(self, df: DataFrame, batch_id: int) -> None:
+        self.process(df, batch_id)
+
+    def process(self, df: DataFrame, batch_id: int) -> BatchSummary:
+        from pyspark import StorageLevel
+
+        t0 = time.time()
+        processed_at_ms = int(t0 * 1000)
+        summary = BatchSummary(batch_id)
+        late_wm, evict_wm = self.late_watermark_ms(batch_id)
+        summary.watermark_ms = evict_wm
+        state = self.state.state_before(batch_id)
+        df.persist(StorageLevel.MEMORY_AND_DISK)
+        j: DataFrame | None = None
+        t = summary.mark("prepare", t0)
+        try:
+            j = self._decide(df, batch_id, late_wm, state).persist(StorageLevel.MEMORY_AND_DISK)
+            self._summarise(j, summary, state, batch_id)
+            t = summary.mark("decide_and_count", t)
+            if summary.records_in == 0:
+                self._finish(summary, t0)
+                return summary
+            stored = self.processed_frame(j, batch_id, processed_at_ms)
+            dlq = self.dlq_frame(j, batch_id, processed_at_ms)
+            n_files = self.cfg.output_files_per_batch
+            if summary.stored:
+                (
+                    stored.repartition(n_files, *PARTITION_COLUMNS)
+                    .sortWithinPartitions(*PARTITION_COLUMNS, "device_id", "timestamp")
+                    .write.mode("overwrite")
+                    .partitionBy(*PARTITION_COLUMNS)
+                    .parquet(self.processed.staging_dir(batch_id))
+                )
+                t = summary.mark("write_processed", t)
+            dup_copies = summary.duplicates if self.rules.duplicates_dead_letter_copy else 0
+            n_dlq = sum(summary.dead_lettered.values()) + dup_copies
+            if n_dlq:
+                dlq.coalesce(1).write.mode("overwrite").partitionBy(*PARTITION_COLUMNS).parquet(
+                    self.dlq.staging_dir(batch_id)
+                )
+                t = summary.mark("write_dlq", t)
+            pubs = []
+            if summary.stored:
+                pubs.append(self.processed.publish(batch_id))
+            if n_dlq:
+                pubs.append(self.dlq.publish(batch_id))
+            summary.files = sum(len(p.files) for p in pubs)
+            commit_ms = max([p.committed_at_ms for p in pubs], default=int(time.time() * 1000))
+            t = summary.mark("publish", t)
+            if n_dlq and self.cfg.dlq_topic_enabled and self.cfg.source == "kafka":
+                self._publish_dlq_topic(dlq, batch_id)
+                t = summary.mark("dlq_topic", t)
+            if summary.stored:
+                self._latency(j, commit_ms, summary)
+            self._save_state(j, batch_id, state)
+            t = summary.mark("latency_and_state", t)
+        finally:
+            if j is not None:
+                j.unpersist()
+            df.unpersist()
+        self._finish(summary, t0)
+        return summary
+
+    def _summarise(
+        self, j: DataFrame, summary: BatchSummary, state: dict[int, DeviceStats], batch_id: int
+    ) -> None:
+        from pyspark.sql import functions as F
+
+        C = F.col
+
+        def as_int(c: Column) -> Column:
+            return F.sum(F.when(c, F.lit(1)).otherwise(F.lit(0)))
+
+        dims = {
+            Dimension.COMPLETENESS.value: C("quality_completeness"),
+            Dimension.ACCURACY.value: C("quality_accuracy"),
+            Dimension.CONSISTENCY.value: C("quality_consistency"),
+            Dimension.TIMELINESS.value: C("quality_timeliness"),
+        }
+        clean = reduce_and(list(dims.values()))
+        flag_names = [r.value for r in ReasonCode if self.rules.disposition(r) is Disposition.FLAG]
+        is_stored = C("outcome") == F.lit(STORED)
+        aggs = [F.count(F.lit(1)).alias("n")]
+        aggs += [as_int(F.coalesce(c, F.lit(False))).alias(f"p_{k}") for k, c in dims.items()]
+        aggs.append(as_int(F.coalesce(clean, F.lit(False))).alias("clean"))
+        aggs += [as_int(F.array_contains(C("quality_flags"), f)).alias(f"f_{f}") for f in flag_names]
+        aggs.append(F.max(F.when(is_stored, F.unix_micros(C("event_time")))).alias("max_us"))
+        for s in self.signals:
+            x = C(SIGNAL_COLUMNS[s])
+            aggs.append(F.sum(F.when(is_stored, x)).alias(f"s_{s}"))
+            aggs.append(F.sum(F.when(is_stored, x * x)).alias(f"q_{s}"))
+        rows = j.groupBy("device_id", "outcome", "reason").agg(*aggs).collect()
+        batch_aggs: list[BatchAggregate] = []
+        devices: dict[int, dict[str, Any]] = defaultdict(
+            lambda: {
+                "in": 0,
+                STORED: 0,
+                "dead_lettered": 0,
+                DUP: 0,
+                "clean": 0,
+                "passed": {k: 0 for k in dims},
+            }
+        )
+        for r in rows:
+            n = int(r["n"])
+            summary.records_in += n
+            summary.clean += int(r["clean"])
+            for k in dims:
+                summary.passed[k] += int(r[f"p_{k}"])
+            for f in flag_names:
+                if r[f"f_{f}"]:
+                    summary.flags[f] = summary.flags.get(f, 0) + int(r[f"f_{f}"])
+            outcome = r["outcome"]
+            if outcome == STORED:
+                summary.stored += n
+            elif outcome == DUP:
+                summary.duplicates += n
+            else:
+                summary.dead_lettered[r["reason"]] = summary.dead_lettered.get(r["reason"], 0) + n
+            dev = r["device_id"]
+            if dev is not None:
+                d = devices[int(dev)]
+                d["in"] += n
+                d["clean"] += int(r["clean"])
+                d["dead_lettered" if outcome == DEAD else outcome] += n
+                for k in dims:
+                    d["passed"][k] += int(r[f"p_{k}"])
+                if outcome == STORED:
+                    batch_aggs.append(
+                        BatchAggregate(
+                            int(dev),
+                            n,
+                            int(r["max_us"]),
+                            {s: float(r[f"s_{s}"]) for s in self.signals},
+                            {s: float(r[f"q_{s}"]) for s in self.signals},
+                        )
+                    )
+        summary.devices = dict(devices)
+        self._batch_aggs = batch_aggs
+        if not summary.conserved:
+            log.error("batch %d: conservation violated: %s", batch_id, summary)
+
+    def _save_state(self, j: DataFrame, batch_id: int, state: dict[int, DeviceStats]) -> None:
+        aggs = self._batch_aggs
+        if aggs:
+            new = merge(state, aggs, self.rules.anomaly.ewm_alpha, self.signals)
+            self.state.save(batch_id, new)
+
+    def _latency(self, j: DataFrame, commit_ms: int, summary: BatchSummary) -> None:
+        from pyspark.sql import functions as F
+
+        C = F.col
+        lat_ms = F.lit(commit_ms) - C("created_ms")
+        buckets = self.metrics.e2e.buckets
+        aggs = [F.count(F.lit(1)).alias("n"), F.sum(lat_ms).alias("sum_ms")]
+        aggs += [
+            F.sum(F.when(lat_ms <= F.lit(b * 1000.0), 1).otherwise(0)).alias(f"b{i}")
+            for i, b in enumerate(buckets)
+        ]
+        row = j.where(C("outcome") == F.lit(STORED)).agg(*aggs).collect()[0]
+        n = int(row["n"])
+        if n:
+            summary.e2e_count = n
+            summary.e2e_sum_s = float(row["sum_ms"]) / 1000.0
+            self.metrics.e2e.add([int(row[f"b{i}"]) for i in range(len(buckets))], n, summary.e2e_sum_s)
+
+    def _publish_dlq_topic(self, dlq: DataFrame, batch_id: int) -> None:
+        marker = f"{self.ckpt}/fms_dlq_topic/{batch_id:012d}.done"
+        if self.fs_ckpt.exists(marker):
+            return
+        frame = self.dlq_topic_frame(dlq)
+        (
+            frame.write.format("kafka")
+            .options(**kafka_client_options(self.cfg.kafka))
+            .option("topic", self.cfg.kafka.dlq_topic)
+            .option("kafka.acks", "all")
+            .save()
+        )
+        self.fs_ckpt.write_text(marker, str(int(time.time() * 1000)))
+        if batch_id % 50 == 0:
+            for f in self.fs_ckpt.ls(f"{self.ckpt}/fms_dlq_topic"):
+                stem = f.path.rsplit("/", 1)[-1].split(".", 1)[0]
+                if stem.isdigit() and int(stem) < batch_id - 200:
+                    self.fs_ckpt.delete(f.path, False)
+
+    def _finish(self, summary: BatchSummary, t0: float) -> None:
+        summary.seconds = time.time() - t0
+        m = self.metrics
+        m.record_batch(summary.as_metrics())
+        if summary.dead_lettered and self.cfg.dlq_topic_enabled and self.cfg.source == "kafka":
+            m.dlq_topic_records.inc(sum(summary.dead_lettered.values()))
+        m.batch_duration.observe(summary.seconds)
+        m.last_progress.set(time.time())
+        m.last_batch_id.set(summary.batch_id)
+        if summary.watermark_ms:
+            m.watermark.set(summary.watermark_ms / 1000.0)
+        self.summaries.append(summary)
+        del self.summaries[:-1000]
+        if summary.records_in:
+            log.info(
+                "batch %d: in=%d stored=%d dead_lettered=%d duplicates=%d files=%d e2e_mean=%.2fs %.2fs %s",
+                summary.batch_id,
+                summary.records_in,
+                summary.stored,
+                sum(summary.dead_lettered.values()),
+                summary.duplicates,
+                summary.files,
+                (summary.e2e_sum_s / summary.e2e_count) if summary.e2e_count else math.nan,
+                summary.seconds,
+                summary.phases,
+            )
+
+
+def reduce_and(cols: list[Column]) -> Column:
+    out = cols[0]
+    for c in cols[1:]:
+        out = out & c
+    return out
+
+
+# --------------------------------------------------------------------------- query
+
+
+def start_query(
+    spark: SparkSession, cfg: StreamConfig, rules: QualityRules, processor: BatchProcessor | None = None
+) -> tuple[StreamingQuery, BatchProcessor]:
+    processor = processor or BatchProcessor(spark, cfg, rules)
+    stream = build_stream(spark, cfg, rules)
+    writer = (
+        stream.writeStream.queryName(cfg.query_name)
+        .option("checkpointLocation", cfg.paths.checkpoint)
+        .foreachBatch(processor)
+    )
+    if cfg.trigger.available_now:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=cfg.trigger.processing_time)
+    return writer.start(), processor
+
+
+def progress_listener(metrics: StreamMetrics) -> Any:
+    from pyspark.sql.streaming import StreamingQueryListener
+
+    class _Listener(StreamingQueryListener):  # type: ignore[misc]
+        def onQueryStarted(self, event: Any) -> None:
+            log.info("query started: %s (run %s)", event.id, event.runId)
+
+        def onQueryProgress(self, event: Any) -> None:
+            p = event.progress
+            try:
+                metrics.input_rate.set(float(p.inputRowsPerSecond or 0.0))
+                metrics.processed_rate.set(float(p.processedRowsPerSecond or 0.0))
+            except Exception:  # pragma: no cover - NaN or missing in idle progress
+                pass
+
+        def onQueryIdle(self, event: Any) -> None:
+            metrics.last_progress.set(time.time())
+
+        def onQueryTerminated(self, event: Any) -> None:
+            log.warning("query terminated: %s exception=%s", event.id, event.exception)
+
+    return _Listener()

@@ -1,0 +1,235 @@
+"""Pure parts of the streaming and batch jobs: config, Kafka options, state, metrics, lake layout."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from fms_jobs.batch.archive import Dataset, partition_time, s3a_conf
+from fms_jobs.batch.hourly_summary import HourResult, write_textfile
+from fms_jobs.batch.lake import Hour, batch_of
+from fms_jobs.sparkutil.jars import KAFKA_CONNECTOR, MissingJars, find_jars, maven_path
+from fms_jobs.streaming.config import (
+    PASSWORD_ENV,
+    StreamConfig,
+    StreamConfigError,
+    StreamKafka,
+    kafka_client_options,
+    load_stream_config,
+)
+from fms_jobs.streaming.metrics import BulkHistogram, StreamMetrics
+from fms_jobs.streaming.publish import batch_file_prefix
+from fms_jobs.streaming.state import BatchAggregate, DeviceStats, merge
+
+# ------------------------------------------------------------------ configuration
+
+
+def test_stream_config_file_and_overrides(tmp_path: Path) -> None:
+    p = tmp_path / "s.yml"
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "kafka": {"topic": "t", "max_offsets_per_trigger": 1000},
+                "trigger": {"processing_time": "5 seconds"},
+            }
+        )
+    )
+    cfg = load_stream_config(str(p), {"paths.processed": "/a", "paths.dlq": "/b", "paths.checkpoint": "/c"})
+    assert cfg.kafka.topic == "t" and cfg.kafka.max_offsets_per_trigger == 1000
+    assert cfg.trigger.processing_time == "5 seconds" and cfg.paths.processed == "/a"
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"nope": 1}, "unknown setting"),
+        ({"source": "files"}, "source must be"),
+        ({"source": "parquet"}, "source_path is required"),
+        ({"kafka": {"security_protocol": "SASL_SSL"}}, "sasl_username is required"),
+        ({"kafka": {"security_protocol": "SASL_SSL", "sasl_username": "u"}}, "password missing"),
+        ({"kafka": {"max_offsets_per_trigger": 0}}, "max_offsets_per_trigger"),
+        ({"paths": {"processed": "/x", "dlq": "/x"}}, "must differ"),
+        ({"trigger": {"processing_time": None}}, "trigger"),
+    ],
+)
+def test_stream_config_errors(
+    tmp_path: Path, doc: dict, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    p = tmp_path / "s.yml"
+    p.write_text(yaml.safe_dump(doc))
+    with pytest.raises(StreamConfigError, match=message):
+        load_stream_config(str(p))
+
+
+def test_kafka_options_sasl_ssl_scram(tmp_path: Path) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text('p"w\n')
+    k = StreamKafka(
+        bootstrap_servers="k1:9093",
+        security_protocol="SASL_SSL",
+        sasl_username="fms-stream",
+        sasl_password_file=str(pw),
+        ssl_ca_location="/etc/fms/tls/ca.crt",
+        extra={"request.timeout.ms": "30000"},
+    )
+    o = kafka_client_options(k)
+    assert o["kafka.bootstrap.servers"] == "k1:9093" and o["kafka.security.protocol"] == "SASL_SSL"
+    assert o["kafka.sasl.mechanism"] == "SCRAM-SHA-512"
+    assert o["kafka.sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        'username="fms-stream" password="p\\"w";'
+    )
+    assert (
+        o["kafka.ssl.truststore.type"] == "PEM"
+        and o["kafka.ssl.truststore.location"] == "/etc/fms/tls/ca.crt"
+    )
+    assert o["kafka.request.timeout.ms"] == "30000"
+    assert "kafka.sasl.mechanism" not in kafka_client_options(StreamKafka())
+
+
+def test_default_config_validates() -> None:
+    StreamConfig().validate()
+
+
+# ------------------------------------------------------------------ per-device state
+
+
+def test_state_merge_new_device_and_ewm_update() -> None:
+    sig = ["sensor1"]
+    s1 = merge({}, [BatchAggregate(7, 4, 1000, {"sensor1": 40.0}, {"sensor1": 404.0})], 0.5, sig)
+    st = s1[7]
+    assert st.n == 4 and st.max_event_us == 1000
+    assert st.mean["sensor1"] == pytest.approx(10.0) and st.std("sensor1") == pytest.approx(1.0)
+    s2 = merge(s1, [BatchAggregate(7, 1, 900, {"sensor1": 20.0}, {"sensor1": 400.0})], 0.5, sig)
+    assert s2[7].n == 5 and s2[7].max_event_us == 1000
+    assert s2[7].mean["sensor1"] == pytest.approx(15.0)  # weight 1-(1-0.5)^1 = 0.5
+    assert s1[7].mean["sensor1"] == pytest.approx(10.0), "merge does not mutate the old state"
+    assert DeviceStats.from_json(s2[7].to_json()) == s2[7]
+
+
+# ------------------------------------------------------------------ metrics
+
+
+def test_bulk_histogram_exposition() -> None:
+    m = StreamMetrics(per_device=True)
+    m.e2e.add([0] * 3 + [5] * (len(m.e2e.buckets) - 3), 6, 12.5)
+    reg = m.registry
+    assert reg.get_sample_value("fms_stream_e2e_latency_seconds_count") == 6
+    assert reg.get_sample_value("fms_stream_e2e_latency_seconds_sum") == 12.5
+    assert reg.get_sample_value("fms_stream_e2e_latency_seconds_bucket", {"le": "0.1"}) == 0
+    assert reg.get_sample_value("fms_stream_e2e_latency_seconds_bucket", {"le": "1.0"}) == 5
+    assert reg.get_sample_value("fms_stream_e2e_latency_seconds_bucket", {"le": "+Inf"}) == 6
+    with pytest.raises(ValueError):
+        BulkHistogram("x", "y", (1.0,)).add([1, 2], 2, 1.0)
+
+
+def test_record_batch_metrics_contract_names() -> None:
+    m = StreamMetrics()
+    m.record_batch(
+        {
+            "in": 10,
+            "stored": 7,
+            "duplicates": 1,
+            "dead_lettered": {"NOT_UTF8": 2},
+            "flags": {"OUT_OF_ORDER": 1},
+            "passed": {"completeness": 8, "accuracy": 9, "consistency": 7, "timeliness": 10},
+            "clean": 6,
+            "conserved": True,
+            "devices": {
+                3: {
+                    "in": 10,
+                    "stored": 7,
+                    "dead_lettered": 2,
+                    "duplicate": 1,
+                    "clean": 6,
+                    "passed": {"completeness": 8, "accuracy": 9, "consistency": 7, "timeliness": 10},
+                }
+            },
+        }
+    )
+    r = m.registry
+    assert r.get_sample_value("fms_stream_records_in_total") == 10
+    assert r.get_sample_value("fms_stream_records_stored_total") == 7
+    assert r.get_sample_value("fms_stream_duplicates_total") == 1
+    assert r.get_sample_value("fms_stream_records_dead_lettered_total", {"reason": "NOT_UTF8"}) == 2
+    assert r.get_sample_value("fms_stream_quality_pass_ratio", {"dimension": "consistency"}) == 0.7
+    assert r.get_sample_value("fms_stream_quality_score") == 0.6
+    assert r.get_sample_value("fms_stream_device_quality_score", {"device_id": "3"}) == 0.6
+    assert (
+        r.get_sample_value("fms_stream_device_records_total", {"device_id": "3", "outcome": "duplicate"}) == 1
+    )
+    assert r.get_sample_value("fms_stream_conservation_errors_total") == 0
+    for name in (
+        "fms_stream_batch_duration_seconds_count",
+        "fms_stream_last_progress_timestamp_seconds",
+        "fms_stream_input_rows_per_second",
+    ):
+        assert r.get_sample_value(name) is not None
+
+
+# ------------------------------------------------------------------ lake layout, batch jobs
+
+
+def test_hour_parsing_and_layout() -> None:
+    h = Hour.parse("2024-01-15T14")
+    assert (
+        h == Hour.parse("2024-01-15T14:00:00Z") == Hour.containing(datetime(2024, 1, 15, 14, 59, tzinfo=UTC))
+    )
+    assert h.partition() == "year=2024/month=1/day=15/hour=14"
+    assert h.day_partition() == "year=2024/month=1/day=15" and h.key == "2024011514"
+    assert h.end - h.start == timedelta(hours=1)
+    with pytest.raises(ValueError):
+        Hour.parse("yesterday")
+
+
+def test_batch_file_names() -> None:
+    name = f"/x/year=2024/month=1/day=1/hour=0/{batch_file_prefix(42)}00000.snappy.parquet"
+    assert batch_of(name) == 42
+    assert batch_of("/x/part-c2024011514-abcd1234-00000.snappy.parquet") is None
+
+
+def test_archive_helpers() -> None:
+    d = Dataset.parse("processed=hdfs:///fms/processed=s3a://bucket/processed/")
+    assert (d.name, d.source, d.dest) == ("processed", "hdfs:///fms/processed", "s3a://bucket/processed")
+    with pytest.raises(ValueError):
+        Dataset.parse("processed=only-one")
+    start, length = partition_time("year=2024/month=1/day=15/hour=14")  # type: ignore[misc]
+    assert start == datetime(2024, 1, 15, 14, tzinfo=UTC) and length == timedelta(hours=1)
+    assert partition_time("year=2024/month=1/day=15")[1] == timedelta(days=1)  # type: ignore[index]
+    assert partition_time("misc/dir") is None
+    conf = s3a_conf("http://127.0.0.1:5000", True, "ap-northeast-2")
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:5000"
+    assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
+    assert conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "false"
+
+
+def test_hourly_textfile(tmp_path: Path) -> None:
+    write_textfile(
+        str(tmp_path), [HourResult("2024-01-15T14:00Z", "summarised"), HourResult("x", "not_closed")]
+    )
+    text = (tmp_path / "fms_hourly.prom").read_text()
+    assert "fms_hourly_last_success_timestamp_seconds " in text
+    assert 'fms_hourly_hours_processed{status="summarised"} 1' in text
+    assert "fms_hourly_last_hour_timestamp_seconds 1705327200" in text
+
+
+def test_jar_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FMS_SPARK_JARS", raising=False)
+    assert (
+        maven_path("org.apache.kafka:kafka-clients:3.4.1")
+        == "org/apache/kafka/kafka-clients/3.4.1/kafka-clients-3.4.1.jar"
+    )
+    repo = tmp_path / "m2"
+    for c in KAFKA_CONNECTOR:
+        f = repo / maven_path(c)
+        f.parent.mkdir(parents=True)
+        f.write_bytes(b"jar")
+    assert len(find_jars(KAFKA_CONNECTOR, [repo])) == len(KAFKA_CONNECTOR)
+    with pytest.raises(MissingJars, match="kafka-clients"):
+        (repo / maven_path(KAFKA_CONNECTOR[2])).unlink()
+        find_jars(KAFKA_CONNECTOR, [repo])
+    monkeypatch.setenv("FMS_SPARK_JARS", "/a.jar, /b.jar")
+    assert find_jars(KAFKA_CONNECTOR, [repo]) == ["/a.jar", "/b.jar"]
