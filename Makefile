@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 TF_ENV = eval "$$(bash scripts/bootstrap/terraform_env.sh)"
 PYTEST = $(TF_ENV); $(VENV)/bin/pytest
 
-.PHONY: help bootstrap lab lab-down lab-status test test-static test-terraform test-unit \
+.PHONY: help bootstrap lab lab-converge lab-infra lab-down lab-status test test-static test-terraform test-unit \
         test-integration test-monitoring test-lab lint fmt lock bench
 
 help: ## List the targets
@@ -21,8 +21,15 @@ bootstrap: ## Install Debian packages, the Python env and the Terraform toolchai
 	@bash scripts/bootstrap/python_env.sh
 	@$(TF_ENV); terraform version | head -1
 
-lab: bootstrap ## Bring up the local lab (emulated AWS + nspawn hosts) and run the pipeline
+lab: bootstrap ## Bring up the local lab (emulated AWS + nspawn hosts), converge site.yml, run the pipeline
 	@$(TF_ENV); $(PY) scripts/lab.py up --env $(ENV) --profile $(PROFILE)
+	@$(PY) scripts/lab.py converge --env $(ENV)
+
+lab-converge: ## Run ansible/site.yml on the lab hosts again (idempotent)
+	@$(PY) scripts/lab.py converge --env $(ENV)
+
+lab-infra: ## testinfra (tests/infra) against the running lab
+	@$(PY) scripts/lab.py testinfra --env $(ENV)
 
 lab-down: ## Tear the lab down, leaving nothing running
 	@$(TF_ENV); $(PY) scripts/lab.py down

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The local lab: AWS emulator + Terraform + one systemd-nspawn host per EC2 instance.
 
-  lab.py up [--env primary|dr] [--profile lab|minimal] [--emulator-url URL --no-apply]
+  lab.py up [--env primary|dr] [--profile lab|minimal] [--emulator-url URL --no-apply] [--no-mirror]
   lab.py down [--env primary|dr ... | --all]      (default: --all)
+  lab.py converge [--env primary|dr] [--playbook site|rolling_restart|PATH] [-- ANSIBLE-ARGS...]
+  lab.py testinfra [--env primary|dr] [PYTEST-ARGS...]
   lab.py status
   lab.py ssh HOST [command...]
 
@@ -18,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lab import envs, hosts, orchestrate, state
+from lab import converge, envs, hosts, orchestrate, state
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,13 +34,29 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument(
         "--no-apply", action="store_true", help="skip Terraform: host the instances the emulator already has"
     )
+    p_up.add_argument("--no-mirror", action="store_true", help="do not build and serve the artifact mirror")
 
-    p_down = sub.add_parser("down", help="remove hosts, bridges, NAT rules, mounts and the emulator")
+    p_down = sub.add_parser(
+        "down", help="remove hosts, bridges, NAT rules, mounts, the mirror and the emulator"
+    )
     group = p_down.add_mutually_exclusive_group()
     group.add_argument("--env", action="append", choices=sorted(envs.ENVS), help="only this env (repeatable)")
     group.add_argument("--all", action="store_true", help="everything the lab made (the default)")
 
-    sub.add_parser("status", help="every host: roles, IP, state, ssh, systemd, memory, service URLs")
+    p_conv = sub.add_parser(
+        "converge", help="run ansible/site.yml (or another playbook) on an env's hosts, as on AWS"
+    )
+    p_conv.add_argument("--env", default="primary", choices=sorted(envs.ENVS))
+    p_conv.add_argument("--playbook", default="site", help="site, rolling_restart or a playbook path")
+    p_conv.add_argument("ansible_args", nargs=argparse.REMAINDER, help="passed on to ansible-playbook")
+
+    p_infra = sub.add_parser("testinfra", help="run the testinfra suite (tests/infra) against an env's hosts")
+    p_infra.add_argument("--env", default="primary", choices=sorted(envs.ENVS))
+    p_infra.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest")
+
+    sub.add_parser(
+        "status", help="emulator, mirror, and every host: roles, IP, state, ssh, systemd, memory, URLs"
+    )
 
     p_ssh = sub.add_parser("ssh", help="ssh to a lab host as root with the lab key")
     p_ssh.add_argument("host")
@@ -46,11 +64,41 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "up":
-        orchestrate.up(args.env, args.profile, emulator_url=args.emulator_url, apply=not args.no_apply)
-        return orchestrate.print_status()
+        orchestrate.up(
+            args.env,
+            args.profile,
+            emulator_url=args.emulator_url,
+            apply=not args.no_apply,
+            serve_mirror=not args.no_mirror,
+        )
+        rc = orchestrate.print_status()
+        orchestrate.print_next_steps(args.env)
+        return rc
     if args.command == "down":
         orchestrate.down(None if args.all or not args.env else args.env)
         return 0
+    if args.command == "converge":
+        extra = [a for a in args.ansible_args if a != "--"]
+        try:
+            run = converge.run_playbook(args.env, args.playbook, extra)
+        except converge.ConvergeError as e:
+            print(f"lab.py converge: {e}", file=sys.stderr)
+            return 1
+        if not run.ok:
+            print(f"lab.py converge: {run.playbook} failed; the log is {run.log}", file=sys.stderr)
+            return 1
+        return orchestrate.print_status()
+    if args.command == "testinfra":
+        inv = converge.inventory_for(args.env)
+        cmd = [sys.executable, "-m", "pytest", "tests/infra", "--fms-inventory", inv]
+        cmd += ["--fms-inventory", "inventory/lab", *[a for a in args.pytest_args if a != "--"]]
+        try:
+            env = converge.ansible_env(args.env)
+        except converge.ConvergeError as e:
+            print(f"lab.py testinfra: {e}", file=sys.stderr)
+            return 1
+        os.chdir(converge.REPO)
+        os.execvpe(cmd[0], cmd, env)
     if args.command == "status":
         return orchestrate.print_status()
     if args.command == "ssh":

@@ -40,6 +40,13 @@ def link_exists(name: str) -> bool:
     return Path("/sys/class/net", name).exists()
 
 
+def is_stale_bridge(name: str) -> bool:
+    """A lab bridge with no host attached: left by a lab whose hosts are gone (crash, reboot,
+    another checkout's session that ended). Safe to reclaim; a bridge with ports is in use."""
+    brif = Path("/sys/class/net", name, "brif")
+    return brif.is_dir() and not any(brif.iterdir())
+
+
 def lab_bridges() -> list[str]:
     return sorted(p.name for p in Path("/sys/class/net").iterdir() if p.name.startswith(BRIDGE_PREFIX))
 

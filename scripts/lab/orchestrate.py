@@ -1,7 +1,10 @@
 """`lab up`, `lab down`, `lab status`: the steps, in order, with progress lines.
 
-up:   preflight -> emulator -> Terraform apply -> discovery -> rootfs -> network -> hosts
-down: hosts -> network -> emulator (when no env is left) -> ip_forward restored
+up:   preflight -> emulator -> [artifact build, in the background] -> Terraform apply
+      -> discovery (checked against Terraform's outputs) -> rootfs -> network -> hosts
+      -> artifact mirror served on the primary bridge
+down: hosts -> mirror (with the env that carries its address) -> network
+      -> emulator (when no env is left) -> ip_forward restored
 
 Both are idempotent. `up` converges: a healthy host is kept, a stopped one is
 restarted from its own upper layer, a host whose instance is gone or changed is
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import ipaddress
 import json
 import os
 import signal
@@ -21,11 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from . import discovery, hosts, network, preflight, progress, rootfs, state
+from . import discovery, hosts, mirror, network, preflight, progress, rootfs, state
 from .envs import ENVS, PROFILES, Env
 from .envs import env as get_env
 
-ApplyFn = Callable[[str, str, str], None]  # (env name, emulator URL, profile name)
+# (env name, emulator URL, profile name) -> Terraform's outputs (or None when there are none)
+ApplyFn = Callable[[str, str, str], "dict[str, Any] | None"]
 
 DEFAULT_EMULATOR_PORT = 5000
 EMULATOR_STOP_TIMEOUT_S = 10.0
@@ -103,9 +108,9 @@ def _apply_step(apply: bool | ApplyFn) -> ApplyFn | None:
         return None
     apply_env = _terraform_apply_fn()
 
-    def terraform_apply(env_name: str, url: str, profile: str) -> None:
+    def terraform_apply(env_name: str, url: str, profile: str) -> dict[str, Any] | None:
         kwargs = {"profile": profile} if "profile" in inspect.signature(apply_env).parameters else {}
-        apply_env(env_name, url, **kwargs)
+        return apply_env(env_name, url, **kwargs)
 
     return terraform_apply
 
@@ -152,11 +157,13 @@ def up(
     *,
     emulator_url: str | None = None,
     apply: bool | ApplyFn = True,
+    serve_mirror: bool = True,
 ) -> dict[str, hosts.HostRecord]:
     """Bring one env's hosts up (converging); returns the env's host records.
 
     `apply`: True runs `fmsops.terraform.apply_env` against the emulator, False
     hosts what the emulator already has, a callable stands in for Terraform.
+    `serve_mirror`: build (cached) and serve the artifact mirror (see lab.mirror).
     """
     progress.restart()
     env = get_env(env_name)
@@ -169,13 +176,20 @@ def up(
         reuse = emulator_url is None and emu is not None and emu.get("owned") and _emulator_alive(emu)
         port = None if emulator_url or reuse else emulator_port()
         own_bridge = env.bridge if env.name in lab["envs"] else None
+        if own_bridge is None and network.is_stale_bridge(env.bridge):
+            # No host is attached, so no lab uses it: reclaim it instead of calling it a collision.
+            progress.step(f"network: reclaiming stale bridge {env.bridge} (no host attached) and its rules")
+            network.teardown(env)
         progress.step(f"preflight: env {env.name} ({env.cidr}, {env.region}), profile {prof.name}")
         apply_fn = _apply_step(apply)
+        endpoint, mirror_env = _mirror_plan(env, lab) if serve_mirror else (None, None)
+        mirror_port = endpoint.port if endpoint and not mirror.alive(lab.get("mirror")) else None
         preflight.run(
             env,
             prof,
             own_bridge=own_bridge,
             emulator_port=port,
+            mirror_port=mirror_port,
             terraform=apply is True,
             already_used_mib=_env_memory_mib(all_hosts, env),
         )
@@ -192,48 +206,145 @@ def up(
             url = _start_emulator(lab, port)
         state.save_lab(lab)
 
-        if apply_fn:
-            progress.step(
-                f"terraform: applying terraform/envs/{env.name} with lab.tfvars (profile {prof.name})"
-            )
-            apply_fn(env.name, url, prof.name)
-        progress.step(f"discovery: running instances in {env.region}")
-        found = discovery.discover(env, url)
-        if not found.instances:
-            raise SystemExit(
-                f"the emulator reports no running fms instances in {env.region}; nothing to host"
-            )
-        clash = [
-            i.name for i in found.instances if all_hosts.get(i.name, {}).get("env", env.name) != env.name
-        ]
-        if clash:
-            raise SystemExit(
-                f"Name tags {clash} are already lab hosts of another env; each env needs its own names"
-            )
-        progress.step(f"discovery: {len(found.instances)} instances in {len(found.subnet_cidrs)} subnets")
-
-        image = rootfs.ensure_image()
-
-        progress.step(
-            f"network: bridge {env.bridge} with gateways {', '.join(found.gateways)}; NAT for {env.cidr}"
-        )
-        lab.setdefault("saved_ip_forward", network.read_ip_forward())
-        lab["envs"][env.name] = {
-            "bridge": env.bridge,
-            "cidr": env.cidr,
-            "region": env.region,
-            "gateways": found.gateways,
-            "profile": prof.name,
-        }
-        state.save_lab(lab)
-        network.ensure_bridge(env, found.gateways)
-        network.ensure_nat(env)
-
-        _converge_hosts(env, found, image, all_hosts)
-        env_hosts = {n: r for n, r in all_hosts.items() if r["env"] == env.name}
-        _report_health(env_hosts)
+        build = None
+        if endpoint:
+            build = mirror.start_build()
+            progress.step(f"mirror: building artifacts in the background (cached; log {build[1]})")
+        try:
+            env_hosts = _up_hosts(env, prof, lab, all_hosts, url, apply_fn)
+            if endpoint and mirror_env:
+                _ensure_mirror(lab, endpoint, mirror_env, build)
+                build = None
+        finally:
+            if build is not None:  # failed before the mirror step: leave no build running
+                mirror.cancel_build(build)
         progress.step(f"up: {len(env_hosts)} hosts of {env.name} ready in {progress.elapsed():.1f}s")
         return env_hosts
+
+
+def _up_hosts(
+    env: Env,
+    prof: Any,
+    lab: dict[str, Any],
+    all_hosts: dict[str, hosts.HostRecord],
+    url: str,
+    apply_fn: ApplyFn | None,
+) -> dict[str, hosts.HostRecord]:
+    outputs = None
+    if apply_fn:
+        progress.step(f"terraform: applying terraform/envs/{env.name} with lab.tfvars (profile {prof.name})")
+        outputs = apply_fn(env.name, url, prof.name)
+        if outputs:
+            state.save_outputs(env.name, outputs)
+    progress.step(f"discovery: running instances in {env.region}")
+    found = discovery.discover(env, url)
+    if not found.instances:
+        raise SystemExit(f"the emulator reports no running fms instances in {env.region}; nothing to host")
+    if outputs and isinstance(outputs.get("instances"), dict):
+        _check_against_outputs(env, found, outputs["instances"])
+    clash = [i.name for i in found.instances if all_hosts.get(i.name, {}).get("env", env.name) != env.name]
+    if clash:
+        raise SystemExit(
+            f"Name tags {clash} are already lab hosts of another env; each env needs its own names"
+        )
+    progress.step(f"discovery: {len(found.instances)} instances in {len(found.subnet_cidrs)} subnets")
+
+    image = rootfs.ensure_image()
+
+    progress.step(
+        f"network: bridge {env.bridge} with gateways {', '.join(found.gateways)}; NAT for {env.cidr}"
+    )
+    lab.setdefault("saved_ip_forward", network.read_ip_forward())
+    lab["envs"][env.name] = {
+        "bridge": env.bridge,
+        "cidr": env.cidr,
+        "region": env.region,
+        "gateways": found.gateways,
+        "profile": prof.name,
+    }
+    state.save_lab(lab)
+    network.ensure_bridge(env, found.gateways)
+    network.ensure_nat(env)
+
+    _converge_hosts(env, found, image, all_hosts)
+    env_hosts = {n: r for n, r in all_hosts.items() if r["env"] == env.name}
+    _report_health(env_hosts)
+    return env_hosts
+
+
+def _check_against_outputs(env: Env, found: discovery.Discovery, tf_instances: dict[str, Any]) -> None:
+    """Every instance Terraform reports is a running instance of the emulator, and nothing else is."""
+    want = {name: inst.get("private_ip") for name, inst in tf_instances.items()}
+    have = {i.name: i.private_ip for i in found.instances}
+    if want == have:
+        return
+    only_tf, only_emu = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+    problems = [f"only in Terraform's outputs: {only_tf}"] if only_tf else []
+    if only_emu:
+        problems.append(f"running in the emulator, not in Terraform's outputs: {only_emu}")
+    for n in sorted(set(want) & set(have)):
+        if want[n] != have[n]:
+            problems.append(f"{n}: Terraform says {want[n]}, the emulator {have[n]}")
+    raise SystemExit(
+        f"the {env.name} instances in {env.region} do not match terraform/envs/{env.name}'s outputs:\n  - "
+        + "\n  - ".join(problems)
+    )
+
+
+# ---------------------------------------------------------------------------- mirror
+
+
+def _mirror_plan(env: Env, lab: dict[str, Any]) -> tuple[mirror.Endpoint | None, str | None]:
+    """The mirror endpoint and the env whose bridge carries its address, if this `up` serves it."""
+    endpoint = mirror.configured()
+    owner = next((e.name for e in ENVS.values() if ipaddress.ip_address(endpoint.address) in e.network), None)
+    if owner is None:
+        raise SystemExit(
+            f"{mirror.CONFIG}: the mirror address {endpoint.address} is in no lab env's CIDR "
+            f"({', '.join(e.cidr for e in ENVS.values())}); hosts could not reach it"
+        )
+    if owner != env.name and owner not in lab["envs"]:
+        progress.warn(
+            f"the artifact mirror listens on {endpoint.address}, an address of the {owner} env's bridge: "
+            f"bring `--env {owner}` up too, or the hosts cannot download artifacts"
+        )
+        return None, None
+    return endpoint, owner
+
+
+def _ensure_mirror(lab: dict[str, Any], endpoint: mirror.Endpoint, owner: str, build: Any) -> None:
+    if build is not None:
+        mirror.wait_build(build)
+    rec = lab.get("mirror")
+    if mirror.alive(rec) and rec.get("url") == endpoint.url and mirror.answers(endpoint.url):
+        progress.step(f"mirror: serving {rec['root']} at {endpoint.url}/ (kept)")
+        return
+    if mirror.alive(rec):
+        progress.step(f"mirror: restarting (was {rec.get('url')}, pid {rec.get('pid')})")
+        mirror.stop(rec)
+    lab.pop("mirror", None)
+    held = {g.split("/")[0] for g in lab["envs"].get(owner, {}).get("gateways", [])}
+    if endpoint.address not in held:
+        raise SystemExit(
+            f"the mirror address {endpoint.address} ({mirror.CONFIG.name}) is not a gateway of the {owner} "
+            f"bridge ({', '.join(sorted(held)) or 'none'}): the Terraform subnet layout and the lab's "
+            "mirror configuration disagree"
+        )
+    progress.step(f"mirror: serving {mirror.mirror_root()} at {endpoint.url}/ on {ENVS[owner].bridge}")
+    try:
+        rec = mirror.start(endpoint)
+    except mirror.MirrorError as exc:
+        raise SystemExit(f"the artifact mirror did not start: {exc}") from exc
+    rec["env"] = owner
+    lab["mirror"] = rec
+    state.save_lab(lab)
+
+
+def _stop_mirror(lab: dict[str, Any]) -> None:
+    rec = lab.pop("mirror", None)
+    if rec and mirror.alive(rec):
+        progress.step(f"mirror: stopping the artifact mirror at {rec['url']} (pid {rec['pid']})")
+        mirror.stop(rec)
 
 
 def _converge_hosts(env: Env, found: discovery.Discovery, image: Path, all_hosts: dict) -> None:
@@ -340,9 +451,13 @@ def down(env_names: list[str] | None = None) -> None:
                 hosts.destroy(rec)
                 del all_hosts[name]
                 state.save_hosts(all_hosts)
+        if everything or lab.get("mirror", {}).get("env") in targets:
+            _stop_mirror(lab)
+            state.save_lab(lab)
         if everything:
             _sweep_leftovers()
         for name in targets:
+            state.remove_outputs(name)
             env = get_env(name)
             if network.link_exists(env.bridge) or network.tagged_rules(env.rule_tag):
                 progress.step(f"network: removing bridge {env.bridge} and its NAT rules")
@@ -358,7 +473,8 @@ def down(env_names: list[str] | None = None) -> None:
 
 
 def _sweep_leftovers() -> None:
-    """What a crashed run may have left without a state record: nspawns, mounts, cgroups."""
+    """What a crashed run may have left without a state record: nspawns, mounts, cgroups, mirror."""
+    mirror.sweep(state.lab_dir())
     base = state.lab_dir() / "hosts"
     strays = hosts.nspawn_processes_under(base)
     if strays:
@@ -420,6 +536,10 @@ def print_status() -> int:
         print(f"emulator: {emu['url']} ({alive}{'' if emu.get('owned') else ', external'})")
     else:
         print("emulator: not started by the lab")
+    rec = lab.get("mirror")
+    if rec:
+        serving = "running" if mirror.alive(rec) and mirror.answers(rec["url"]) else "NOT answering"
+        print(f"mirror:   {rec['url']}/ ({serving}; serves {rec['root']}: apache/, maven2/, github/)")
     for name, info in sorted(lab["envs"].items()):
         bridge_state = "up" if network.link_exists(info["bridge"]) else "MISSING"
         print(
@@ -450,3 +570,30 @@ def print_status() -> int:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + str(row[-1]))
     bad = [r for r in rows if r["state"] != "running" or r["ssh"] != "ok"]
     return 1 if bad else 0
+
+
+def print_next_steps(env_name: str) -> None:
+    """Where to look after `up`: the hosts (the table above), the mirror, the inventory, ssh."""
+    lab = state.load_lab()
+    lab_dir = state.lab_dir()
+    rel = os.path.relpath(lab_dir, state.REPO) if lab_dir.is_relative_to(state.REPO) else str(lab_dir)
+    emu = lab.get("emulator", {})
+    inventory = "inventory/aws_ec2.yml" if env_name == "primary" else f"inventory/{env_name}.aws_ec2.yml"
+    lab_env = "" if lab_dir == state.REPO / ".lab" else f"FMS_LAB_DIR={lab_dir} "
+    print("\nwhere to look:")
+    print("  hosts:      the table above; `scripts/lab.py status` prints it again")
+    if lab.get("mirror"):
+        print(
+            f"  mirror:     {lab['mirror']['url']}/ (apache/, maven2/, github/); the roles' base URLs point "
+            f"there via {mirror.CONFIG.relative_to(state.REPO)}"
+        )
+    print(f"  terraform:  outputs in {rel}/outputs/{env_name}.json, state in {rel}/terraform/{env_name}/")
+    if emu.get("url"):
+        aws = f"AWS_URL={emu['url']} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
+        print(
+            f"  inventory:  {lab_env}{aws} ANSIBLE_CONFIG=ansible/ansible.cfg "
+            f".venv/bin/ansible-inventory -i {inventory} -i inventory/lab --graph"
+        )
+    print(f"  ssh:        {lab_env}scripts/lab.py ssh <HOST> [command]   (ssh config: {rel}/ssh/config)")
+    print(f"  logs:       {rel}/logs/ (host consoles, emulator, mirror)")
+    print(f"  tear down:  {lab_env}make lab-down   (or scripts/lab.py down)")

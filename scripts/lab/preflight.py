@@ -82,14 +82,17 @@ def check_memory(profile: Profile, already_used_mib: int = 0) -> list[str]:
     return []
 
 
-def check_port(port: int, what: str) -> list[str]:
+def check_port(port: int, what: str, host: str = "127.0.0.1") -> list[str]:
+    """`port` is free on `host` ("0.0.0.0": free on every address, as a later bind to a
+    lab address that does not exist yet needs)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError:
+            where = "this machine" if host == "0.0.0.0" else host
             return [
-                f"port {port} on 127.0.0.1 ({what}) is taken by another process: stop it or pick another port"
+                f"port {port} on {where} ({what}) is taken by another process: stop it or pick another port"
             ]
     return []
 
@@ -144,6 +147,7 @@ def run(
     *,
     own_bridge: str | None,
     emulator_port: int | None,
+    mirror_port: int | None = None,
     terraform: bool = False,
     already_used_mib: int = 0,
 ) -> None:
@@ -152,6 +156,8 @@ def run(
     problems += check_memory(profile, already_used_mib)
     if emulator_port is not None:
         problems += check_port(emulator_port, "the AWS emulator")
+    if mirror_port is not None:
+        problems += check_port(mirror_port, "the lab's artifact mirror", host="0.0.0.0")
     if shutil.which("ip"):
         problems += check_cidr(env, own_bridge)
     problems += check_dns()

@@ -2,10 +2,12 @@
 
     hosts.json            every host the lab created (env, IP, roles, nspawn pid, ...)
     lab.json              per-env network facts, the emulator the lab owns, saved sysctls
+    outputs/<env>.json    Terraform's outputs of the env's last apply (instances, groups, subnets)
+    terraform/<env>/      the staged stack and its local state (scripts/fmsops/terraform.py)
     ssh/id_ed25519[.pub]  the lab key (root on every host)
     ssh/known_hosts       the hosts' keys (the lab generates them, so checking stays strict)
     ssh/config            one Host block per lab host (used by `lab ssh` and Ansible)
-    logs/                 console log per host, emulator log
+    logs/                 console log per host, emulator log, mirror server and build logs
     hosts/<name>/         overlay upper/work dirs and the mounted root of each host
     lock                  held by `up` and `down` so two runs never interleave
 
@@ -67,6 +69,24 @@ def logs_dir() -> Path:
 
 def host_dir(name: str) -> Path:
     return lab_dir() / "hosts" / name
+
+
+def outputs_file(env: str) -> Path:
+    return lab_dir() / "outputs" / f"{env}.json"
+
+
+def save_outputs(env: str, outputs: dict[str, Any]) -> None:
+    _write(outputs_file(env), outputs)
+
+
+def load_outputs(env: str) -> dict[str, Any]:
+    return _read(outputs_file(env), {})
+
+
+def remove_outputs(env: str) -> None:
+    outputs_file(env).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        outputs_file(env).parent.rmdir()
 
 
 def _read(path: Path, default: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,11 @@
 """Fixtures for the lab tests (marker `lab`).
 
-`lab` brings up a primary lab from emulator instances created by the apply
-step `lab_support.APPLY` (boto3 standing in for Terraform for now).
+`lab` brings up one primary lab (profile minimal: 7 hosts) from the real
+Terraform stack, with the artifact mirror, once per session in its own
+FMS_LAB_DIR; `test_down_leaves_nothing` tears it down and asserts nothing is
+left. Test order: tests without hosts first (fast feedback on a machine that
+cannot run the lab), then the ones on bare lab hosts, then site.yml and
+testinfra (test_lab_converge.py), then the teardown test.
 """
 
 from __future__ import annotations
@@ -16,7 +20,27 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 from lab import orchestrate
-from lab_support import APPLY
+from lab_support import APPLY, PROFILE
+
+TEARDOWN_TESTS = ("test_down_leaves_nothing",)
+CONVERGE_MODULES = ("test_lab_converge.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Reorder the lab tests among themselves (the slots they occupy), leave other tests alone."""
+    here = Path(__file__).parent
+    slots = [i for i, item in enumerate(items) if Path(str(item.fspath)).parent == here]
+
+    def rank(item: pytest.Item) -> int:
+        if item.name in TEARDOWN_TESTS:
+            return 3
+        if Path(str(item.fspath)).name in CONVERGE_MODULES:
+            return 2  # the hosts tests want bare hosts; converging installs the platform on them
+        return 1 if "lab" in getattr(item, "fixturenames", ()) else 0
+
+    ordered = sorted((items[i] for i in slots), key=rank)  # stable within a rank
+    for slot, item in zip(slots, ordered, strict=True):
+        items[slot] = item
 
 
 @pytest.fixture(scope="session")
@@ -24,9 +48,9 @@ def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("lab-state")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lab(lab_dir: Path):
-    """A primary lab brought up from emulator instances; torn down (asserted elsewhere) at the end."""
+    """A primary lab brought up with Terraform; torn down (and asserted) by test_down_leaves_nothing."""
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (systemd-nspawn, bridges, iptables); run `make test-lab` as root")
     from fmsops.emulator import free_port
@@ -36,7 +60,7 @@ def lab(lab_dir: Path):
     mp.setenv("FMS_EMULATOR_PORT", str(free_port()))
     started = time.monotonic()
     try:
-        hosts = orchestrate.up("primary", "minimal", apply=APPLY)
+        hosts = orchestrate.up("primary", PROFILE, apply=APPLY)
         print(f"\nlab up: {len(hosts)} hosts in {time.monotonic() - started:.1f}s")
         yield hosts
     finally:

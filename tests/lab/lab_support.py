@@ -1,9 +1,14 @@
-"""Helpers for the lab tests: emulator instances standing in for Terraform, CLI calls.
+"""Helpers for the lab tests.
 
-`provision_env` creates with boto3 what Terraform will create (VPC, subnets in
-2 AZs, tagged instances, plus decoys the lab must ignore). It is the lab's
-apply step in the tests (`APPLY`) until `fmsops.terraform.apply_env` exists;
-switching the tests to the real stacks is one change: `APPLY = True`.
+The lab tests bring hosts up from the real Terraform stacks (`APPLY = True`:
+`fmsops.terraform.apply_env` applies terraform/envs/<env> with lab.tfvars and
+lab-minimal.tfvars to the emulator) and check the hosts against what
+Terraform reports (`outputs`), never against a layout written down here.
+
+`provision_env` stays for the focused discovery tests (test_lab_preflight.py):
+with boto3 it creates a small VPC with tagged instances plus the decoys
+discovery must ignore (a stopped instance, another project's instance) that
+Terraform never creates.
 """
 
 from __future__ import annotations
@@ -11,14 +16,74 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from lab import discovery  # noqa: E402
+from lab import discovery, state  # noqa: E402
 from lab.envs import ENVS  # noqa: E402
 
-# What the fake "apply" creates per env: subnets (cidr, az suffix) and instances (name, roles, subnet).
+# The lab's apply step in the tests: the real stacks.
+APPLY = True
+PROFILE = "minimal"
+# Every inventory group the platform needs; the minimal profile still has each one.
+ALL_GROUPS = {
+    "kafka",
+    "kafka_controller",
+    "hdfs_namenode",
+    "hdfs_datanode",
+    "spark_master",
+    "spark_worker",
+    "monitoring",
+    "collector",
+}
+MINIMAL_HOST_COUNT = 7
+
+
+def outputs(env: str = "primary") -> dict[str, Any]:
+    """Terraform's outputs of the env's last apply, as the lab recorded them."""
+    out = state.load_outputs(env)
+    assert out.get("instances"), f"no Terraform outputs recorded for {env} in {state.outputs_file(env)}"
+    return out
+
+
+def first_in_group(group: str, env: str = "primary") -> str:
+    return outputs(env)["inventory_groups"][group][0]
+
+
+def subnet_cidrs(out: dict[str, Any]) -> list[str]:
+    return sorted(c for tier in out["subnet_cidrs"].values() for c in tier)
+
+
+def emulator_env(lab_dir: Path, region: str = "ap-northeast-2") -> dict[str, str]:
+    """Environment for the aws_ec2 inventory plugin pointed at the lab's emulator."""
+    url = state.load_lab()["emulator"]["url"]
+    return {
+        **cli_env(lab_dir),
+        "AWS_URL": url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": region,
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+    }
+
+
+def venv_tool(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def cli_env(lab_dir: Path) -> dict[str, str]:
+    return {**os.environ, "FMS_LAB_DIR": str(lab_dir)}
+
+
+def lab_cli() -> list[str]:
+    return [sys.executable, str(REPO / "scripts" / "lab.py")]
+
+
+# ---------------------------------------------------------------------------- decoys (boto3)
+
+# What `provision_env` creates per env: subnets (cidr, az suffix) and instances (name, roles, subnet).
 LAYOUT = {
     "primary": {
         "subnets": {
@@ -33,15 +98,11 @@ LAYOUT = {
             ("fms-lab-monitoring-1", "monitoring", "private-a"),
         ],
     },
-    "dr": {
-        "subnets": {"private-a": ("198.19.1.0/24", "a"), "private-c": ("198.19.2.0/24", "c")},
-        "instances": [("fms-dr-kafka-1", "kafka,kafka_controller", "private-a")],
-    },
 }
 
 
 def provision_env(env_name: str, url: str, profile: str = "minimal") -> None:
-    """Create the env's VPC, subnets and instances in the emulator (idempotent)."""
+    """Create the env's VPC, subnets, instances and decoys in the emulator (idempotent)."""
     env = ENVS[env_name]
     ec2 = discovery.ec2_client(env.region, url)
     if ec2.describe_vpcs(Filters=[{"Name": "tag:Project", "Values": ["fms"]}])["Vpcs"]:
@@ -82,38 +143,3 @@ def provision_env(env_name: str, url: str, profile: str = "minimal") -> None:
     stopped = run(f"{env_name}-stopped-1", "bastion", first)
     ec2.stop_instances(InstanceIds=[stopped])
     run(f"{env_name}-other-1", "bastion", first, extra=[{"Key": "Project", "Value": "other"}])
-
-
-# Stand-in for the repository's inventory/aws_ec2.yml until it exists.
-AWS_EC2_INVENTORY = """\
-plugin: amazon.aws.aws_ec2
-regions: [ap-northeast-2]
-filters:
-  tag:Project: fms
-  instance-state-name: running
-hostnames: [tag:Name]
-compose:
-  ansible_host: private_ip_address
-"""
-
-
-def aws_ec2_inventory(tmp: Path) -> Path:
-    """The aws_ec2 plugin configuration the lab's Ansible runs use (the repository's, when present)."""
-    repo_config = REPO / "inventory" / "aws_ec2.yml"
-    if repo_config.exists():
-        return repo_config
-    path = tmp / "aws_ec2.yml"
-    path.write_text(AWS_EC2_INVENTORY)
-    return path
-
-
-# The lab's apply step in the tests: see the module docstring.
-APPLY = provision_env
-
-
-def cli_env(lab_dir: Path) -> dict[str, str]:
-    return {**os.environ, "FMS_LAB_DIR": str(lab_dir)}
-
-
-def lab_cli() -> list[str]:
-    return [sys.executable, str(REPO / "scripts" / "lab.py")]

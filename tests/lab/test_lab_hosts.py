@@ -1,18 +1,35 @@
-"""Bring-up from emulator instances, the hosts' health, convergence, DR beside primary, teardown."""
+"""Bring-up from the real Terraform stack, the hosts' health, convergence, DR beside primary, teardown.
+
+Every expectation about hosts comes from Terraform's outputs (instances,
+inventory_groups, subnet_cidrs) recorded by the lab, not from a layout
+written down in the tests.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-import itertools
+import json
+import shlex
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from lab import hosts, network, orchestrate, state
+from lab import hosts, mirror, network, orchestrate, state
 from lab.envs import BRIDGE_PREFIX, RULE_TAG_PREFIX
-from lab_support import APPLY, LAYOUT, REPO, aws_ec2_inventory, cli_env, lab_cli
+from lab_support import (
+    ALL_GROUPS,
+    MINIMAL_HOST_COUNT,
+    PROFILE,
+    REPO,
+    cli_env,
+    emulator_env,
+    first_in_group,
+    lab_cli,
+    outputs,
+    subnet_cidrs,
+    venv_tool,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -22,21 +39,25 @@ def ssh(rec_or_ip, command: str, timeout_s: float = 30) -> subprocess.CompletedP
     return hosts.ssh_run(target, command, timeout_s=timeout_s)
 
 
-def test_every_running_instance_became_a_host(lab):
-    expected = {name: roles for name, roles, _ in LAYOUT["primary"]["instances"]}
-    assert set(lab) == set(expected), "stopped and foreign-project instances must be ignored"
+def test_every_instance_terraform_created_became_a_host(lab):
+    tf = outputs("primary")["instances"]
+    assert len(tf) == MINIMAL_HOST_COUNT, sorted(tf)
+    assert set(lab) == set(tf)
     for name, rec in lab.items():
-        assert rec["roles"] == expected[name].split(",")
+        inst = tf[name]
+        assert (rec["instance_id"], rec["ip"], rec["az"]) == (inst["id"], inst["private_ip"], inst["az"])
+        assert rec["roles"] == inst["groups"] and rec["role"] == inst["role"]
         assert ipaddress.ip_address(rec["ip"]) in ipaddress.ip_network("198.18.0.0/16")
         assert hosts.nspawn_pid(rec) is not None
+    assert set(outputs("primary")["inventory_groups"]) >= ALL_GROUPS, "the minimal profile keeps every role"
 
 
-def test_bridge_is_the_gateway_of_every_subnet():
+def test_bridge_is_the_gateway_of_every_subnet(lab):
     addrs = network._ip_json("-4", "addr", "show", "dev", f"{BRIDGE_PREFIX}primary")[0]["addr_info"]
     have = {f"{a['local']}/{a['prefixlen']}" for a in addrs}
     want = {
-        str(ipaddress.ip_network(c).network_address + 1) + "/24"
-        for c, _ in LAYOUT["primary"]["subnets"].values()
+        f"{ipaddress.ip_network(c).network_address + 1}/{ipaddress.ip_network(c).prefixlen}"
+        for c in subnet_cidrs(outputs("primary"))
     }
     assert have == want
 
@@ -71,9 +92,24 @@ def ssh_banner_from(rec, ip: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_hosts_reach_each_other_over_tcp(lab):
-    for a, b in itertools.permutations(lab.values(), 2):
-        res = ssh_banner_from(a, b["ip"])
-        assert res.returncode == 0 and res.stdout.startswith("SSH-2.0"), f"{a['name']} -> {b['name']}: {res}"
+    """Every host opens a TCP connection to every other host's sshd (one ssh session per host)."""
+    probe = (
+        "import socket,sys\n"
+        "for ip in sys.argv[1:]:\n"
+        "    try:\n"
+        "        s = socket.create_connection((ip, 22), timeout=5)\n"
+        "        print(ip, s.recv(64).decode().strip()); s.close()\n"
+        "    except OSError as e:\n"
+        "        print(ip, 'FAILED', e)\n"
+    )
+    for a in lab.values():
+        others = [b["ip"] for b in lab.values() if b is not a]
+        res = ssh(a, f"python3 -c {shlex.quote(probe)} {' '.join(others)}", timeout_s=60)
+        assert res.returncode == 0, res
+        got = dict(line.split(" ", 1) for line in res.stdout.splitlines())
+        assert set(got) == set(others), res.stdout
+        bad = {ip: v for ip, v in got.items() if not v.startswith("SSH-2.0")}
+        assert not bad, f"{a['name']} cannot reach {bad}"
 
 
 def test_a_service_unit_on_one_host_serves_the_others(lab):
@@ -147,7 +183,7 @@ def test_hardened_units_and_raised_limits_work(lab):
 
 
 def test_a_host_installs_a_debian_and_a_pypi_package(lab):
-    rec = lab["fms-lab-monitoring-1"]
+    rec = lab[first_in_group("monitoring")]
     apt = "export DEBIAN_FRONTEND=noninteractive; timeout 240 apt-get update -q >/dev/null && "
     apt += "timeout 240 apt-get install -y -q hello python3-venv >/dev/null && hello"
     res = ssh(rec, apt, timeout_s=500)
@@ -158,7 +194,7 @@ def test_a_host_installs_a_debian_and_a_pypi_package(lab):
     assert res.returncode == 0 and res.stdout.strip() == "1.16.0", res.stderr[-2000:]
 
 
-def test_status_lists_every_host(lab, lab_dir: Path):
+def test_status_lists_every_host_and_the_lab_services(lab, lab_dir: Path):
     res = subprocess.run(
         [*lab_cli(), "status"], env=cli_env(lab_dir), text=True, capture_output=True, timeout=120
     )
@@ -166,36 +202,49 @@ def test_status_lists_every_host(lab, lab_dir: Path):
     for name, rec in lab.items():
         line = next(line for line in res.stdout.splitlines() if line.startswith(name + " "))
         assert rec["ip"] in line and "running" in line and " ok " in line, line
+    url = mirror.configured().url
+    assert f"mirror:   {url}/ (running;" in res.stdout, res.stdout
+    assert "emulator: http://127.0.0.1:" in res.stdout and "(running)" in res.stdout
 
 
 def test_lab_ssh_command(lab, lab_dir: Path):
+    name = first_in_group("kafka")
     res = subprocess.run(
-        [*lab_cli(), "ssh", "fms-lab-kafka-2", "hostname"],
+        [*lab_cli(), "ssh", name, "hostname"],
         env=cli_env(lab_dir),
         text=True,
         capture_output=True,
         timeout=60,
     )
-    assert res.returncode == 0 and res.stdout.strip() == "fms-lab-kafka-2", res.stderr
+    assert res.returncode == 0 and res.stdout.strip() == name, res.stderr
 
 
-def test_ansible_reaches_every_host_through_the_ec2_inventory(lab, lab_dir: Path, tmp_path: Path):
+def test_ec2_inventory_groups_match_terraform_outputs(lab, lab_dir: Path):
+    """The aws_ec2 plugin (pointed at the emulator) builds the groups Terraform's outputs announce."""
+    cmd = [venv_tool("ansible-inventory"), "-i", str(REPO / "inventory/aws_ec2.yml"), "--list"]
+    res = subprocess.run(
+        cmd, env=emulator_env(lab_dir), text=True, capture_output=True, timeout=180, cwd=REPO
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    inv = json.loads(res.stdout)
+    tf_groups = outputs("primary")["inventory_groups"]
+    for group, names in tf_groups.items():
+        assert sorted(inv.get(group, {}).get("hosts", [])) == sorted(names), group
+    hostvars = inv["_meta"]["hostvars"]
+    for name, inst in outputs("primary")["instances"].items():
+        host = hostvars[name]["ansible_host"]
+        if isinstance(host, dict):  # ansible-inventory --list marks templated values as unsafe
+            host = host.get("__ansible_unsafe")
+        assert host == inst["private_ip"], name
+
+
+def test_ansible_reaches_every_host_through_the_ec2_inventory(lab, lab_dir: Path):
     """The inventory is the aws_ec2 plugin pointed at the emulator, plus inventory/lab connection settings."""
-    url = state.load_lab()["emulator"]["url"]
-    env = {
-        **cli_env(lab_dir),
-        "AWS_URL": url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "ap-northeast-2",
-        "ANSIBLE_HOST_KEY_CHECKING": "True",
-        "ANSIBLE_DEPRECATION_WARNINGS": "False",
-    }
-    inventory = aws_ec2_inventory(tmp_path)
+    env = {**emulator_env(lab_dir), "ANSIBLE_HOST_KEY_CHECKING": "True"}
     cmd = [
-        str(Path(sys.executable).with_name("ansible")),
+        venv_tool("ansible"),
         "-i",
-        str(inventory),
+        str(REPO / "inventory/aws_ec2.yml"),
         "-i",
         str(REPO / "inventory/lab"),
         "all",
@@ -212,50 +261,72 @@ def test_ansible_reaches_every_host_through_the_ec2_inventory(lab, lab_dir: Path
 
 
 def test_up_again_keeps_healthy_hosts(lab, lab_dir: Path):
+    """A second `lab up` (Terraform included) changes nothing and keeps every host and the mirror."""
     before = {n: r["pid"] for n, r in state.load_hosts().items()}
+    ids_before = {n: i["id"] for n, i in outputs("primary")["instances"].items()}
+    mirror_pid = state.load_lab()["mirror"]["pid"]
     started = time.monotonic()
     res = subprocess.run(
-        [*lab_cli(), "up", "--no-apply", "--profile", "minimal"],
+        [*lab_cli(), "up", "--profile", PROFILE],
         env=cli_env(lab_dir),
         text=True,
         capture_output=True,
-        timeout=600,
+        timeout=1200,
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert {n: r["pid"] for n, r in state.load_hosts().items()} == before
+    assert {n: i["id"] for n, i in outputs("primary")["instances"].items()} == ids_before
     assert res.stdout.count("; kept") == len(lab)
-    print(f"\nsecond up (converge, nothing to do): {time.monotonic() - started:.1f}s")
+    assert state.load_lab()["mirror"]["pid"] == mirror_pid and "(kept)" in res.stdout
+    # Where to look, printed at the end of `up`.
+    url = mirror.configured().url
+    tail = res.stdout[res.stdout.index("where to look:") :]
+    assert f"mirror:     {url}/" in tail and "scripts/lab.py ssh" in tail and "ansible-inventory" in tail
+    print(f"\nsecond up (Terraform + converge, nothing to do): {time.monotonic() - started:.1f}s")
+    print(res.stdout[res.stdout.index("emulator: http") :])
 
 
 def test_a_stopped_host_restarts_with_its_own_disk(lab):
-    rec = state.load_hosts()["fms-lab-kafka-1"]
+    name = first_in_group("kafka")
+    rec = state.load_hosts()[name]
     assert ssh(rec, "echo keep-me > /var/tmp/marker").returncode == 0
     hosts.stop(rec)
     all_hosts = state.load_hosts()
     all_hosts[rec["name"]] = rec
     state.save_hosts(all_hosts)
     assert hosts.nspawn_pid(rec) is None and not hosts.cgroup_pids(rec["name"])
-    orchestrate.up("primary", "minimal", apply=APPLY)
-    rec = state.load_hosts()["fms-lab-kafka-1"]
+    orchestrate.up("primary", PROFILE, apply=False)
+    rec = state.load_hosts()[name]
     assert ssh(rec, "cat /var/tmp/marker").stdout.strip() == "keep-me"
 
 
 def test_dr_env_runs_beside_primary_on_its_own_bridge(lab):
-    dr = orchestrate.up("dr", "minimal", apply=APPLY)
-    assert set(dr) == {name for name, _, _ in LAYOUT["dr"]["instances"]}
+    started = time.monotonic()
+    dr = orchestrate.up("dr", PROFILE, apply=True)
+    print(f"\nDR up (Terraform + {len(dr)} hosts): {time.monotonic() - started:.1f}s")
+    tf = outputs("dr")["instances"]
+    assert set(dr) == set(tf) and len(dr) == MINIMAL_HOST_COUNT
+    assert not set(dr) & set(lab), "each env has its own host names"
     assert network.link_exists(f"{BRIDGE_PREFIX}dr") and network.link_exists(f"{BRIDGE_PREFIX}primary")
-    dr_host = next(iter(dr.values()))
-    assert ipaddress.ip_address(dr_host["ip"]) in ipaddress.ip_network("198.19.0.0/16")
-    primary_host = lab["fms-lab-kafka-1"]
+    for name, rec in dr.items():
+        assert rec["ip"] == tf[name]["private_ip"]
+        assert ipaddress.ip_address(rec["ip"]) in ipaddress.ip_network("198.19.0.0/16")
+    dr_host = dr[outputs("dr")["inventory_groups"]["kafka"][0]]
+    primary_host = lab[first_in_group("kafka")]
     # The DR drill needs the regions to reach each other (replication), without NAT between them.
     res = ssh_banner_from(dr_host, primary_host["ip"])
     assert res.returncode == 0 and res.stdout.startswith("SSH-2.0"), res
+    # DR hosts download from the same mirror (it listens on the primary bridge).
+    url = mirror.configured().url
+    res = ssh(dr_host, f"curl -fsS -o /dev/null -w '%{{http_code}}' --max-time 10 {url}/apache/")
+    assert res.stdout == "200", res
     orchestrate.down(["dr"])
     assert not network.link_exists(f"{BRIDGE_PREFIX}dr")
     assert not network.tagged_rules(f"{RULE_TAG_PREFIX}dr")
     assert set(state.load_hosts()) == set(lab)
     assert ssh(primary_host, "hostname").stdout.strip() == primary_host["name"]
     assert orchestrate._emulator_alive(state.load_lab()["emulator"]), "primary still needs the emulator"
+    assert mirror.alive(state.load_lab()["mirror"]), "the mirror lives on the primary bridge"
 
 
 def _memory_report(recs: dict) -> dict[str, int]:
@@ -265,6 +336,7 @@ def _memory_report(recs: dict) -> dict[str, int]:
 def test_down_leaves_nothing(lab, lab_dir: Path):
     names = set(state.load_hosts())
     emu = state.load_lab()["emulator"]
+    mirror_rec = state.load_lab()["mirror"]
     saved_forward = state.load_lab()["saved_ip_forward"]
     print(f"\nidle host memory (MiB, rss+shmem): {_memory_report(state.load_hosts())}")
     res = subprocess.run(
@@ -281,7 +353,10 @@ def test_down_leaves_nothing(lab, lab_dir: Path):
     assert str(lab_dir) not in mounts, "overlay mounts left"
     assert hosts.proc_start_time(emu["pid"]) is None, "moto_server left running"
     assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if _is_our_moto(p, emu["port"])]
+    assert hosts.proc_start_time(mirror_rec["pid"]) is None, "artifact mirror left running"
+    assert not mirror.processes_of(lab_dir), "mirror server or build processes left"
     assert network.read_ip_forward() == saved_forward
+    assert not state.outputs_file("primary").exists()
     assert not (lab_dir / "hosts").exists()
     assert state.load_hosts() == {} and state.load_lab()["envs"] == {}
     again = subprocess.run(
@@ -295,4 +370,4 @@ def _is_our_moto(cmdline: Path, port: int) -> bool:
         argv = cmdline.read_bytes().split(b"\0")
     except OSError:
         return False
-    return any(a.endswith(b"moto_server") for a in argv) and str(port).encode() in argv
+    return any(a.endswith((b"moto_server", b"moto_server.py")) for a in argv) and str(port).encode() in argv

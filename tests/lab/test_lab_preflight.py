@@ -1,4 +1,6 @@
-"""Bad operator input and unsuitable machines are reported before the lab changes anything."""
+"""Focused tests without lab hosts: bad operator input and unsuitable machines are reported
+before the lab changes anything; discovery ignores decoys; the mirror's configuration and
+process handling; the check of discovered instances against Terraform's outputs."""
 
 from __future__ import annotations
 
@@ -6,10 +8,11 @@ import contextlib
 import os
 import socket
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
-from lab import discovery, hosts, network, orchestrate, preflight, state
+from lab import discovery, hosts, mirror, network, orchestrate, preflight, state
 from lab.envs import ENVS, PROFILES, Env, Profile
 from lab_support import provision_env
 
@@ -84,6 +87,25 @@ def test_cidr_collision_with_a_real_interface_is_reported():
         assert preflight.check_cidr(Env("x", "r", "198.18.0.0/16"), own_bridge=None) == []
     finally:
         subprocess.run(["ip", "link", "del", link], check=True, timeout=10)
+
+
+def test_bridge_without_hosts_is_stale_and_one_with_a_host_is_not():
+    """A lab bridge left by a lab whose hosts are gone is reclaimed by `up`; one in use never is."""
+    if os.geteuid() != 0:
+        pytest.skip("creating a probe bridge needs root")
+    bridge, port, peer = "fmsprobe1", "fmsprobe1p", "fmsprobe1q"
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True, timeout=10)
+    try:
+        assert network.is_stale_bridge(bridge)
+        subprocess.run(
+            ["ip", "link", "add", port, "type", "veth", "peer", "name", peer], check=True, timeout=10
+        )
+        subprocess.run(["ip", "link", "set", port, "master", bridge], check=True, timeout=10)
+        assert not network.is_stale_bridge(bridge)
+        assert not network.is_stale_bridge("fmsprobe-absent")
+    finally:
+        subprocess.run(["ip", "link", "del", port], check=False, timeout=10)
+        subprocess.run(["ip", "link", "del", bridge], check=True, timeout=10)
 
 
 def test_cidr_outside_the_reserved_range_is_refused():
@@ -178,3 +200,112 @@ def test_ssh_files_pin_the_generated_host_keys(tmp_path, monkeypatch):
     assert "Host a 198.18.1.4\n" in config and "StrictHostKeyChecking yes" in config
     with contextlib.suppress(FileNotFoundError):
         assert not Path(tmp_path / "hosts").exists()
+
+
+# ---------------------------------------------------------------------------- mirror
+
+
+def _mirror_config(tmp_path: Path, monkeypatch, url: str) -> None:
+    config = tmp_path / "lab_artifacts.yml"
+    config.write_text(
+        f"fms_lab_mirror_url: {url}\napache_mirror_base_url: '{{{{ fms_lab_mirror_url }}}}/apache'\n"
+    )
+    monkeypatch.setattr(mirror, "CONFIG", config)
+
+
+def test_mirror_is_configured_on_the_primary_gateway():
+    ep = mirror.configured()
+    assert (ep.url, ep.address, ep.port) == ("http://198.18.0.1:8585", "198.18.0.1", 8585)
+    # the first address of the primary lab VPC: the gateway of its first subnet
+    assert ep.address == str(ENVS["primary"].network.network_address + 1)
+
+
+@pytest.mark.parametrize("bad", ["https://198.18.0.1:8585", "http://mirror.lab:8585", "http://198.18.0.1/x"])
+def test_bad_mirror_url_is_refused(tmp_path, monkeypatch, bad):
+    _mirror_config(tmp_path, monkeypatch, bad)
+    with pytest.raises(SystemExit, match="fms_lab_mirror_url must be"):
+        mirror.configured()
+
+
+def test_mirror_outside_every_lab_env_is_refused(tmp_path, monkeypatch):
+    _mirror_config(tmp_path, monkeypatch, "http://10.1.2.3:8585")
+    with pytest.raises(SystemExit, match="in no lab env's CIDR"):
+        orchestrate._mirror_plan(ENVS["primary"], {"envs": {}})
+
+
+def test_dr_alone_does_not_serve_the_mirror_of_the_primary_bridge(capsys):
+    assert orchestrate._mirror_plan(ENVS["dr"], {"envs": {}}) == (None, None)
+    assert "bring `--env primary` up too" in capsys.readouterr().err
+    ep, owner = orchestrate._mirror_plan(ENVS["dr"], {"envs": {"primary": {}}})
+    assert owner == "primary" and ep == mirror.configured()
+    assert orchestrate._mirror_plan(ENVS["primary"], {"envs": {}})[1] == "primary"
+
+
+def test_taken_mirror_port_fails_preflight_before_anything_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMS_LAB_DIR", str(tmp_path))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        # taken on loopback = taken for a bind to the (not yet existing) lab address as well
+        (msg,) = preflight.check_port(port, "the lab's artifact mirror", host="0.0.0.0")
+        assert f"port {port} on this machine (the lab's artifact mirror) is taken" in msg
+        _mirror_config(tmp_path, monkeypatch, f"http://198.18.0.1:{port}")
+        with pytest.raises(preflight.PreflightError) as err:
+            orchestrate.up("primary", "minimal", apply=False)
+    assert "artifact mirror" in str(err.value) and "nothing was changed" in str(err.value)
+    assert "emulator" not in state.load_lab() and not mirror.processes_of(tmp_path)
+
+
+def test_mirror_server_lifecycle_on_loopback(tmp_path, monkeypatch):
+    """start -> answers with the mirror tree -> found by its marker -> stopped (no lab hosts needed)."""
+    from fmsops.emulator import free_port
+
+    if not mirror.mirror_root().is_dir():
+        pytest.skip(f"no mirror built in {mirror.mirror_root()} (scripts/artifacts.py build all)")
+    monkeypatch.setenv("FMS_LAB_DIR", str(tmp_path))
+    ep = mirror.Endpoint(f"http://127.0.0.1:{(port := free_port())}", "127.0.0.1", port)
+    rec = mirror.start(ep)
+    try:
+        assert mirror.alive(rec) and mirror.processes_of(tmp_path) == {rec["pid"]}
+        with urllib.request.urlopen(f"{ep.url}/", timeout=10) as resp:
+            listing = resp.read().decode()
+        assert "apache/" in listing
+    finally:
+        mirror.stop(rec)
+    assert not mirror.alive(rec) and not mirror.processes_of(tmp_path) and not mirror.answers(ep.url)
+    mirror.sweep(tmp_path)  # nothing left to sweep: no error
+
+
+# ---------------------------------------------------------------------------- Terraform outputs
+
+
+def _inst(name: str, ip: str) -> discovery.Instance:
+    return discovery.Instance(
+        instance_id=f"i-{name}",
+        name=name,
+        role="kafka",
+        roles=("kafka",),
+        private_ip=ip,
+        subnet_id="subnet-1",
+        subnet_cidr="198.18.64.0/24",
+        az="ap-northeast-2a",
+        vpc_id="vpc-1",
+        env_tag="lab",
+    )
+
+
+def test_discovered_instances_must_match_terraform_outputs():
+    env = ENVS["primary"]
+    found = discovery.Discovery(env, [_inst("a", "198.18.64.4"), _inst("b", "198.18.64.5")])
+    orchestrate._check_against_outputs(
+        env, found, {"a": {"private_ip": "198.18.64.4"}, "b": {"private_ip": "198.18.64.5"}}
+    )
+    with pytest.raises(SystemExit) as err:
+        orchestrate._check_against_outputs(
+            env, found, {"a": {"private_ip": "198.18.64.9"}, "c": {"private_ip": "198.18.64.6"}}
+        )
+    text = str(err.value)
+    assert "only in Terraform's outputs: ['c']" in text
+    assert "running in the emulator, not in Terraform's outputs: ['b']" in text
+    assert "a: Terraform says 198.18.64.9, the emulator 198.18.64.4" in text
