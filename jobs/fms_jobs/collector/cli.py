@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--interval", type=float, dest="http.interval_s", help="seconds between polls of a device")
     p.add_argument("--devices", type=int, dest="simulator.devices", help="simulated devices")
+    p.add_argument("--first-device-id", type=int, dest="simulator.first_device_id")
     p.add_argument("--rate", type=float, dest="simulator.rate", help="simulated records per second")
     p.add_argument("--seed", type=int, dest="simulator.seed")
     p.add_argument("--bad-share", type=float, dest="simulator.bad_share")

@@ -9,10 +9,11 @@ runs both over the same corpus):
 * UTF-8 validity: ``decode`` replaces invalid sequences with U+FFFD, so a
   value is valid UTF-8 exactly when re-encoding the decoded text gives the
   original bytes back;
-* JSON is parsed twice with ``from_json``: once with every field as a string
-  (is the field present? is the text syntactically JSON?) and once typed (is
-  the value of the right type?) - present but null in the typed parse means
-  WRONG_TYPE;
+* JSON is parsed with ``from_json`` against the typed schema (is every value of
+  the right type?); only when that leaves a field null or reports a problem is
+  it parsed again with every field as a string (is the field present? is the
+  text syntactically JSON?) - present but null in the typed parse means
+  WRONG_TYPE. Healthy records are parsed once;
 * the timestamp is matched against the same regular expression as in Python
   and cast to a timestamp (an impossible date casts to null).
 
@@ -183,12 +184,16 @@ def classify(
     # 2. JSON object?
     df = df.select("*", (C("_q_text").rlike(OPEN_RE) & C("_q_text").rlike(CLOSE_RE)).alias("_q_braces"))
     json_in = F.when(C("_q_braces"), C("_q_text"))
+    # The typed parse alone settles a well-formed record with every field of the right type; only
+    # when a field is null (absent, JSON null or not convertible) or the parser complained is the
+    # string parse needed, to tell a missing field from a wrong type and bad syntax from bad values.
+    df = df.select("*", F.from_json(json_in, typed_schema(rules), JSON_OPTIONS).alias("_q_tp"))
+    any_null = _any([C("_q_tp")[f.name].isNull() for f in rules.fields])
+    df = df.select("*", (C("_q_tp").isNull() | C("_q_tp")[CORRUPT].isNotNull() | any_null).alias("_q_need"))
     df = df.select(
-        "*",
-        F.from_json(json_in, string_schema(rules), JSON_OPTIONS).alias("_q_sp"),
-        F.from_json(json_in, typed_schema(rules), JSON_OPTIONS).alias("_q_tp"),
+        "*", F.when(C("_q_need"), F.from_json(json_in, string_schema(rules), JSON_OPTIONS)).alias("_q_sp")
     )
-    syntax_bad = C("_q_sp").isNull() | C("_q_sp")[CORRUPT].isNotNull()
+    syntax_bad = C("_q_need") & (C("_q_sp").isNull() | C("_q_sp")[CORRUPT].isNotNull())
     not_object = C("_q_text").isNotNull() & ~C("_q_braces")
     df = df.select(
         "*",
@@ -199,8 +204,9 @@ def classify(
     # 3. every field: issue code and valid value
     field_cols: list[Column] = []
     for i, f in enumerate(rules.fields):
-        s_col, t_col = C("_q_sp")[f.name], C("_q_tp")[f.name]
-        issue, val = _field_issue(f, s_col, t_col, s_col.isNotNull())
+        t_col = C("_q_tp")[f.name]
+        present = F.when(C("_q_need"), C("_q_sp")[f.name].isNotNull()).otherwise(F.lit(True))
+        issue, val = _field_issue(f, t_col, t_col, present)
         field_cols += [
             F.when(C("_q_parsed"), issue).alias(f"_q_i{i}"),
             F.when(C("_q_parsed"), val).alias(f"_q_v{i}"),

@@ -35,14 +35,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--local-jars", action="store_true", help="add the Kafka connector jars from the local mirror"
     )
+    p.add_argument(
+        "--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting (repeatable)"
+    )
+    p.add_argument("--max-offsets-per-trigger", type=int, dest="kafka.max_offsets_per_trigger")
     a = p.parse_args(argv)
-    overrides = {k: v for k, v in vars(a).items() if k not in ("config", "local_jars") and v is not None}
+    overrides = {
+        k: v for k, v in vars(a).items() if k not in ("config", "local_jars", "conf") and v is not None
+    }
     try:
         cfg = load_stream_config(a.config, overrides)
         rules = load_rules(cfg.rules_path)
     except (StreamConfigError, RulesError) as e:
         print(f"fms-stream: configuration error: {e}", file=sys.stderr)
         return 1
+    for item in a.conf:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"fms-stream: --conf expects KEY=VALUE, got {item!r}", file=sys.stderr)
+            return 1
+        cfg.spark_conf[key] = value
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from fms_jobs.sparkutil.jars import KAFKA_CONNECTOR, find_jars
     from fms_jobs.sparkutil.session import build_session

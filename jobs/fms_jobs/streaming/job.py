@@ -183,12 +183,22 @@ def build_stream(spark: SparkSession, cfg: StreamConfig, rules: QualityRules) ->
     )
     base = classify(raw, rules).withColumn("created_ms", created_ms_column()).drop("headers")
     all_rows = base.withColumn("_all", F.lit(True))
+    # Only candidates take part in duplicate detection. Rejected rows get the epoch as their dedup
+    # time: they never move the watermark and Spark drops them as late before the state store.
+    # (A projection, not a filter: Catalyst would inline the whole rule tree into a pushed-down filter.)
+    epoch = F.lit("1970-01-01 00:00:00").cast("timestamp")
+    dedup_time = F.when(F.col("q_reason").isNull(), F.col("event_time")).otherwise(epoch)
     survivors = (
-        base.where(F.col("q_reason").isNull())
-        .select("device_id", "event_time", "topic", "partition", "offset")
-        .withWatermark("event_time", f"{rules.duplicate_watermark_seconds} seconds")
-        .dropDuplicates(["device_id", "event_time"])
-        .select("topic", "partition", "offset", F.lit(False).alias("_all"))
+        base.select("topic", "partition", "offset", "device_id", dedup_time.alias("_dedup_time"))
+        .withWatermark("_dedup_time", f"{rules.duplicate_watermark_seconds} seconds")
+        .dropDuplicates(["device_id", "_dedup_time"])
+        .select(
+            "topic",
+            "partition",
+            "offset",
+            F.lit(False).alias("_all"),
+            (F.col("_dedup_time") > epoch).alias("_b_cand"),
+        )
     )
     return all_rows.unionByName(survivors, allowMissingColumns=True)
 
@@ -281,8 +291,26 @@ class BatchProcessor:
         return late, evict
 
     # ------------------------------------------------------------------ decisions
+    def _materialize(self, df: DataFrame) -> dict[str, int]:
+        """Run the micro-batch once (it is persisted) and count candidates and survivors."""
+        from pyspark.sql import functions as F
+
+        C = F.col
+        cand = C("q_reason").isNull()
+        n = df.agg(
+            F.sum(F.when(C("_all") & cand, 1).otherwise(0)).alias("cand"),
+            F.sum(F.when(~C("_all") & C("_b_cand"), 1).otherwise(0)).alias("surv"),
+            F.sum(F.when(~C("_all") & ~C("_b_cand"), 1).otherwise(0)).alias("other"),
+        ).collect()[0]
+        return {k: int(n[k] or 0) for k in ("cand", "surv", "other")}
+
     def _decide(
-        self, df: DataFrame, batch_id: int, late_wm_ms: int, state: dict[int, DeviceStats]
+        self,
+        df: DataFrame,
+        batch_id: int,
+        late_wm_ms: int,
+        state: dict[int, DeviceStats],
+        counts: dict[str, int] | None = None,
     ) -> DataFrame:
         from pyspark.sql import Window
         from pyspark.sql import functions as F
@@ -290,9 +318,15 @@ class BatchProcessor:
 
         C = F.col
         rows = df.where(C("_all"))
-        surv = df.where(~C("_all")).select("topic", "partition", "offset", F.lit(True).alias("_survivor"))
-        j = rows.join(surv, ["topic", "partition", "offset"], "left")
         cand = C("q_reason").isNull()
+        # Fast path: when every candidate survived duplicate detection (the usual case) the
+        # survivor flag equals the candidate flag and the join is not needed.
+        n = counts or self._materialize(df)
+        if n["cand"] == n["surv"] and not n["other"]:
+            j = rows.withColumn("_survivor", cand)
+        else:
+            surv = df.where(~C("_all")).select("topic", "partition", "offset", F.lit(True).alias("_survivor"))
+            j = rows.join(surv, ["topic", "partition", "offset"], "left")
         survivor = C("_survivor").eqNullSafe(F.lit(True))
         behind = F.unix_micros(C("event_time")) <= F.lit(late_wm_ms * 1000)
         j = j.select(
@@ -487,7 +521,9 @@ class BatchProcessor:
         j: DataFrame | None = None
         t = summary.mark("prepare", t0)
         try:
-            j = self._decide(df, batch_id, late_wm, state).persist(StorageLevel.MEMORY_AND_DISK)
+            counts = self._materialize(df)
+            t = summary.mark("read_classify_dedup", t)
+            j = self._decide(df, batch_id, late_wm, state, counts).persist(StorageLevel.MEMORY_AND_DISK)
             self._summarise(j, summary, state, batch_id)
             t = summary.mark("decide_and_count", t)
             if summary.records_in == 0:
@@ -497,9 +533,11 @@ class BatchProcessor:
             dlq = self.dlq_frame(j, batch_id, processed_at_ms)
             n_files = self.cfg.output_files_per_batch
             if summary.stored:
+                spread = (
+                    stored.coalesce(1) if n_files == 1 else stored.repartition(n_files, *PARTITION_COLUMNS)
+                )
                 (
-                    stored.repartition(n_files, *PARTITION_COLUMNS)
-                    .sortWithinPartitions(*PARTITION_COLUMNS, "device_id", "timestamp")
+                    spread.sortWithinPartitions(*PARTITION_COLUMNS, "device_id", "timestamp")
                     .write.mode("overwrite")
                     .partitionBy(*PARTITION_COLUMNS)
                     .parquet(self.processed.staging_dir(batch_id))
@@ -711,6 +749,18 @@ def start_query(
     return writer.start(), processor
 
 
+def kafka_lag(latest: str | None, end: str | None) -> int:
+    """Records between the end offset of the last batch and the newest offsets (Kafka source JSON)."""
+    if not latest or not end:
+        return 0
+    lat, done = json.loads(latest), json.loads(end)
+    total = 0
+    for topic, parts in lat.items():
+        for part, off in parts.items():
+            total += max(0, int(off) - int(done.get(topic, {}).get(part, off)))
+    return total
+
+
 def progress_listener(metrics: StreamMetrics) -> Any:
     from pyspark.sql.streaming import StreamingQueryListener
 
@@ -723,8 +773,10 @@ def progress_listener(metrics: StreamMetrics) -> Any:
             try:
                 metrics.input_rate.set(float(p.inputRowsPerSecond or 0.0))
                 metrics.processed_rate.set(float(p.processedRowsPerSecond or 0.0))
+                lag = sum(kafka_lag(src.latestOffset, src.endOffset) for src in p.sources)
+                metrics.kafka_lag.set(lag)
             except Exception:  # pragma: no cover - NaN or missing in idle progress
-                pass
+                log.debug("progress metrics skipped", exc_info=True)
 
         def onQueryIdle(self, event: Any) -> None:
             metrics.last_progress.set(time.time())

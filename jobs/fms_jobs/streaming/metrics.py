@@ -103,6 +103,12 @@ class StreamMetrics:
             "Processing rate reported by the last query progress",
             registry=r,
         )
+        self.kafka_lag = Gauge(
+            "fms_stream_kafka_lag_records",
+            "Records beyond the last micro-batch: newest offsets seen at its start minus its end offsets "
+            "(non-zero only when maxOffsetsPerTrigger caps a batch; the bench computes the full lag)",
+            registry=r,
+        )
         self.last_batch_id = Gauge(
             "fms_stream_last_batch_id", "Id of the last committed micro-batch", registry=r
         )
