@@ -96,7 +96,7 @@ def test_ansible_lint_role(role: str) -> None:
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
 
 
-@pytest.mark.parametrize("playbook", ["site.yml", "rolling_restart.yml"])
+@pytest.mark.parametrize("playbook", ["site.yml", "rolling_restart.yml", "pipeline.yml", "monitoring.yml"])
 def test_ansible_lint_playbook(playbook: str) -> None:
     path = ANSIBLE_DIR / playbook
     assert path.exists(), f"ansible/{playbook} is missing"
@@ -104,7 +104,7 @@ def test_ansible_lint_playbook(playbook: str) -> None:
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
 
 
-@pytest.mark.parametrize("playbook", ["site.yml", "rolling_restart.yml"])
+@pytest.mark.parametrize("playbook", ["site.yml", "rolling_restart.yml", "pipeline.yml", "monitoring.yml"])
 def test_syntax_check(playbook: str, tmp_path: Path) -> None:
     inventory = _write_inventory(tmp_path, _layout())
     result = subprocess.run(
