@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         "converge", help="run ansible/site.yml (or another playbook) on an env's hosts, as on AWS"
     )
     p_conv.add_argument("--env", default="primary", choices=sorted(envs.ENVS))
-    p_conv.add_argument("--playbook", default="site", help="site, rolling_restart or a playbook path")
+    p_conv.add_argument(
+        "--playbook", default="site", help="site, pipeline, monitoring, rolling_restart or a playbook path"
+    )
     p_conv.add_argument("ansible_args", nargs=argparse.REMAINDER, help="passed on to ansible-playbook")
 
     p_infra = sub.add_parser("testinfra", help="run the testinfra suite (tests/infra) against an env's hosts")

@@ -23,7 +23,12 @@ from . import progress, state
 from .envs import env as get_env
 
 REPO = state.REPO
-PLAYBOOKS = {"site": "ansible/site.yml", "rolling_restart": "ansible/rolling_restart.yml"}
+PLAYBOOKS = {
+    "site": "ansible/site.yml",
+    "rolling_restart": "ansible/rolling_restart.yml",
+    "pipeline": "ansible/pipeline.yml",
+    "monitoring": "ansible/monitoring.yml",
+}
 RECAP_LINE = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
 PLAY_LINE = re.compile(r"^PLAY \[(?P<name>.*)\] \*+")
 DEFAULT_TIMEOUT_S = 45 * 60
