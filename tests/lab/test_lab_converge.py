@@ -108,7 +108,7 @@ WORK = "/var/tmp/fms-rolling-probe"
 def _kafka_shell_env() -> str:
     """JAVA_HOME and heap as the kafka unit has them, for the tools run over ssh."""
     return (
-        "export JAVA_HOME=$(systemctl show kafka -p Environment | tr ' ' '\\n' "
+        "export JAVA_HOME=$(systemctl show kafka -p Environment --value | tr ' ' '\\n' "
         "| sed -n 's/^JAVA_HOME=//p'); export KAFKA_HEAP_OPTS=-Xmx256m; "
     )
 
