@@ -167,15 +167,3 @@ def run_playbook(
     run = PlaybookRun(path, rc, time.monotonic() - started, log, parse_recap(lines))
     progress.step(f"ansible: {run.summary()}")
     return run
-
-
-def converge(env_name: str = "primary", extra_args: list[str] | None = None) -> PlaybookRun:
-    """site.yml on the env's hosts; raises ConvergeError (naming the log) when a host failed."""
-    run = run_playbook(env_name, "site", extra_args)
-    if not run.ok:
-        failed = sorted(h for h, c in run.recap.items() if c.get("failed") or c.get("unreachable"))
-        raise ConvergeError(
-            f"site.yml failed (rc={run.returncode}) on {', '.join(failed) or 'the control machine'}; "
-            f"the log is {run.log}; fix the cause and run `scripts/lab.py converge` again (it is idempotent)"
-        )
-    return run
