@@ -10,7 +10,6 @@ instead of touching anything, and the assertions below would catch it.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -18,11 +17,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible_support import BIN, ansible_env
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"
 ROLES_DIR = REPO / "roles"
-BIN = Path(sys.executable).parent
 # Roles written with this file's suite; other roles found under roles/ are linted too.
 CORE_ROLES = ("common", "java", "kafka", "hdfs", "spark")
 # yamllint settings compatible with ansible-lint's own YAML rules (used when the
@@ -39,23 +38,6 @@ rules:
   document-start: {present: true}
 """
 PREFLIGHT_PLAY = "Preflight - validate inventory, variables and secrets"
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0",
-            "ANSIBLE_HOST_KEY_CHECKING": "False",
-            "ANSIBLE_SSH_RETRIES": "0",
-            "ANSIBLE_TIMEOUT": "3",
-            "PATH": f"{BIN}:{env.get('PATH', '')}",
-        }
-    )
-    env.update(extra)
-    return env
 
 
 def _all_roles() -> list[str]:
@@ -86,7 +68,7 @@ def _ansible_lint(*paths: str) -> subprocess.CompletedProcess[str]:
         cwd=REPO,
         capture_output=True,
         text=True,
-        env=_env(),
+        env=ansible_env(),
     )
 
 
@@ -112,7 +94,7 @@ def test_syntax_check(playbook: str, tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        env=_env(),
+        env=ansible_env(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -238,7 +220,7 @@ def _site(inventory: Path, secrets: Path, *extra: str) -> subprocess.CompletedPr
         cwd=REPO,
         capture_output=True,
         text=True,
-        env=_env(),
+        env=ansible_env(),
         timeout=600,
     )
 

@@ -1,7 +1,7 @@
 """Static checks of the pipeline deployment (roles/fms_pipeline, ansible/pipeline.yml), no hosts needed.
 
-- lint: yamllint and ansible-lint (production profile) of the role and the playbook, and
-  ``ansible-playbook --syntax-check``;
+- lint (yamllint, ansible-lint production profile, ``--syntax-check``) of the role and the
+  playbook runs with every other role and playbook in test_ansible_lint.py;
 - rendering: every template of the role rendered by Ansible itself (connection local) with the
   repository's real group_vars against a sample inventory of two collectors and a Spark master,
   then checked with the jobs' own loaders: collector.yml through fms_jobs.collector.config,
@@ -34,35 +34,18 @@ from typing import Any
 
 import pytest
 import yaml
+from ansible_support import BIN, ansible_env
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"
 ROLES_DIR = REPO / "roles"
 ROLE = ROLES_DIR / "fms_pipeline"
 PLAYBOOK = ANSIBLE_DIR / "pipeline.yml"
-BIN = Path(sys.executable).parent
 PREFLIGHT_PLAY = "Pipeline preflight - check variables and inventory"
 
 COLLECTORS = ("fms-test-collector-1", "fms-test-collector-2")
 MASTER = "fms-test-spark_master-1"
 UNITS = ("fms-collector.service", "fms-stream.service", "fms-hourly-summary.service", "fms-archive.service")
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0",
-            "ANSIBLE_HOST_KEY_CHECKING": "False",
-            "ANSIBLE_SSH_RETRIES": "0",
-            "ANSIBLE_TIMEOUT": "3",
-            "PATH": f"{BIN}:{env.get('PATH', '')}",
-        }
-    )
-    env.update(extra)
-    return env
 
 
 def _layout(collectors: int = 2, spark_master: bool = True) -> dict[str, Any]:
@@ -113,47 +96,6 @@ def _defaults() -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- lint
-
-
-def test_yamllint() -> None:
-    result = subprocess.run(
-        [str(BIN / "yamllint"), "-s", "roles/fms_pipeline", "ansible/pipeline.yml"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_ansible_lint_production_profile() -> None:
-    result = subprocess.run(
-        [
-            str(BIN / "ansible-lint"),
-            "--offline",
-            "--profile",
-            "production",
-            "--nocolor",
-            "ansible/pipeline.yml",
-            "roles/fms_pipeline",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=_env(),
-    )
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-
-
-def test_syntax_check(tmp_path: Path) -> None:
-    inventory = _write_inventory(tmp_path, _layout())
-    result = subprocess.run(
-        [str(BIN / "ansible-playbook"), "--syntax-check", "-i", str(inventory), str(PLAYBOOK)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=_env(),
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_playbook_plays() -> None:
@@ -365,7 +307,7 @@ def _render(tmp: Path, layout: dict[str, Any], *extra: str) -> subprocess.Comple
         cwd=REPO,
         capture_output=True,
         text=True,
-        env=_env(),
+        env=ansible_env(),
         timeout=600,
     )
 
@@ -814,7 +756,7 @@ def _pipeline(inventory: Path, secrets: Path, *extra: str) -> subprocess.Complet
         cwd=REPO,
         capture_output=True,
         text=True,
-        env=_env(),
+        env=ansible_env(),
         timeout=600,
     )
 
