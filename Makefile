@@ -19,7 +19,7 @@ help: ## List the targets
 bootstrap: ## Install Debian packages, the Python env and the Terraform toolchain
 	@bash scripts/bootstrap/system_packages.sh
 	@bash scripts/bootstrap/python_env.sh
-	@$(TF_ENV); terraform version | head -1
+	@$(TF_ENV); terraform version | sed -n 1p
 
 lab: bootstrap ## Bring up the local lab (emulated AWS + nspawn hosts), converge site.yml, run the pipeline
 	@$(TF_ENV); $(PY) scripts/lab.py up --env $(ENV) --profile $(PROFILE)
