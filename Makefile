@@ -6,6 +6,9 @@ PROFILE ?= lab
 ENV ?= primary
 VENV := .venv
 PY := $(VENV)/bin/python
+# The venv is shared by every clone (keyed by requirements); this checkout's jobs/
+# comes first on the path so tests never import another clone's editable install.
+export PYTHONPATH := $(CURDIR)/jobs$(if $(PYTHONPATH),:$(PYTHONPATH))
 # Terraform from the offline mirror when one is available, else the system one.
 TF_ENV = eval "$$(bash scripts/bootstrap/terraform_env.sh)"
 PYTEST = $(TF_ENV); $(VENV)/bin/pytest
