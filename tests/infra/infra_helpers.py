@@ -13,3 +13,27 @@ def run(host, command: str, timeout: int = 300):
 def listening(host, port: int) -> bool:
     """True when something listens on the TCP port, on any address (0.0.0.0, ::, or the node's own)."""
     return any(s.startswith("tcp://") and s.endswith(f":{port}") for s in host.socket.get_listening_sockets())
+
+
+_HTTP = r"""
+import base64, os, sys, urllib.request, urllib.error
+req = urllib.request.Request(sys.argv[1])
+user, password = os.environ.get("FMS_U", ""), os.environ.get("FMS_P", "")
+if user:
+    req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+try:
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        body, status = resp.read(), resp.status
+except urllib.error.HTTPError as err:
+    body, status = err.read(), err.code
+sys.stdout.write(str(status) + "\n" + body.decode("utf-8", "replace"))
+"""
+
+
+def http(host, url: str, user: str = "", password: str = "") -> tuple[int, str]:
+    """GET `url` from the node itself; returns (status, body)."""
+    env = f"FMS_U={shlex.quote(user)} FMS_P={shlex.quote(password)}"
+    result = host.run(f"{env} timeout 30 python3 -c {shlex.quote(_HTTP)} {shlex.quote(url)}")
+    assert result.rc == 0, result.stderr
+    status, _, body = result.stdout.partition("\n")
+    return int(status), body

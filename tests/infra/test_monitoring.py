@@ -12,9 +12,9 @@ prometheus role deployed. Grafana is skipped, saying so, where it was not conver
 from __future__ import annotations
 
 import json
-import shlex
 
 import pytest
+from infra_helpers import http
 
 # group: (agent port (jmx_exporter role defaults), a metric the agent must export)
 JMX_AGENTS = {
@@ -38,29 +38,6 @@ RULE_GROUPS = {
     "monitoring-alerts",
 }
 DASHBOARDS = {"fms-pipeline", "fms-kafka", "fms-hdfs", "fms-spark", "fms-nodes"}
-
-_HTTP = r"""
-import base64, os, sys, urllib.request, urllib.error
-req = urllib.request.Request(sys.argv[1])
-user, password = os.environ.get("FMS_U", ""), os.environ.get("FMS_P", "")
-if user:
-    req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
-try:
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        body, status = resp.read(), resp.status
-except urllib.error.HTTPError as err:
-    body, status = err.read(), err.code
-sys.stdout.write(str(status) + "\n" + body.decode("utf-8", "replace"))
-"""
-
-
-def http(host, url: str, user: str = "", password: str = "") -> tuple[int, str]:
-    """GET `url` from the node itself; returns (status, body)."""
-    env = f"FMS_U={shlex.quote(user)} FMS_P={shlex.quote(password)}"
-    result = host.run(f"{env} timeout 30 python3 -c {shlex.quote(_HTTP)} {shlex.quote(url)}")
-    assert result.rc == 0, result.stderr
-    status, _, body = result.stdout.partition("\n")
-    return int(status), body
 
 
 def read_secret(host, path: str) -> str:
