@@ -108,6 +108,19 @@ def test_playbook_plays() -> None:
         assert [r["role"] for r in play["roles"]] == ["fms_pipeline"]
 
 
+def test_site_yml_deploys_the_pipeline_last_and_checks_it_first() -> None:
+    """site.yml: the pipeline's preflight runs with every other one, before any host is touched; the
+    pipeline plays come last, once Kafka, HDFS, Spark and monitoring are up."""
+    plays = yaml.safe_load((ANSIBLE_DIR / "site.yml").read_text(encoding="utf-8"))
+    assert plays[-1] == {"name": "Pipeline services", "ansible.builtin.import_playbook": "pipeline.yml"}
+    preflight = [
+        t
+        for t in plays[0]["tasks"]
+        if t.get("ansible.builtin.include_role", {}).get("name") == "fms_pipeline"
+    ]
+    assert preflight and preflight[0]["ansible.builtin.include_role"]["tasks_from"] == "preflight"
+
+
 # --------------------------------------------------------------------------- consistency
 
 
@@ -268,6 +281,13 @@ RENDER_PLAYBOOK = """
         fms_pipeline_job: "{{ item }}"
       when: fms_pipeline_is_spark_master
 
+    - name: Job runner
+      ansible.builtin.template:
+        src: "{{ tpl }}/fms-spark-job.j2"
+        dest: "{{ out }}/fms-spark-job"
+        mode: "0755"
+      when: fms_pipeline_is_spark_master
+
     - name: Derived facts
       ansible.builtin.copy:
         content: >-
@@ -330,11 +350,13 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
         SITE_VARS,
         fms_pipeline_install_dir=str(stub / "opt/fms-jobs"),
         fms_pipeline_spark_home=str(stub / "opt/spark"),
+        fms_pipeline_spark_state_dir=str(stub / "var/lib/fms-jobs"),
     )
     extra = tmp / "site.yml"
     extra.write_text(yaml.safe_dump(site), encoding="utf-8")
     result = _render(tmp, _layout(), "-e", f"@{extra}")
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    (stub / "var/lib/fms-jobs").mkdir(parents=True)
     for exe in (
         "opt/fms-jobs/venv/bin/fms-collector",
         "opt/fms-jobs/venv/bin/python",
@@ -370,6 +392,7 @@ def test_render_produces_every_file(rendered: Path) -> None:
         "fms-hourly-summary.timer",
         "fms-archive.service",
         "fms-archive.timer",
+        "fms-spark-job",
     } <= names
     assert "collector.yml" not in names
 
@@ -562,7 +585,9 @@ def test_stream_spark_submit_command_line(rendered: Path) -> None:
     assert f"local:{stub}/opt/spark/jars/spark-sql-kafka-0-10_2.12-3.5.7.jar" in jars
     assert f"local:{stub}/opt/spark/jars/kafka-clients-3.4.1.jar" in jars
     conf = _confs(argv)
-    assert conf["spark.cores.max"] == "2" and conf["spark.sql.shuffle.partitions"] == "4"  # lab sizes
+    # lab sizes: one 2-core executor, leaving a core slot and memory of the lab worker to the batch jobs
+    assert conf["spark.cores.max"] == "2" and conf["spark.executor.cores"] == "2"
+    assert conf["spark.sql.shuffle.partitions"] == "4"
     ports = [
         int(conf[k])
         for k in ("spark.driver.port", "spark.driver.blockManager.port", "spark.blockManager.port")
@@ -629,6 +654,38 @@ def test_batch_jobs_command_lines_parse(
         assert _option(args, "--runs") == f"{nn}/fms/curated/hourly_summary/_runs"
         assert "--s3-path-style" in args
     _job_main(module, args, monkeypatch)
+
+
+def test_job_runner_runs_the_units_command_with_extra_arguments(rendered: Path, tmp_path: Path) -> None:
+    """fms-spark-job NAME ARGS: the unit's spark-submit line as the spark user, ARGS appended."""
+    runner = _out(rendered, MASTER) / "fms-spark-job"
+    assert subprocess.run(["bash", "-n", str(runner)], check=False).returncode == 0
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "runuser").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n', encoding="utf-8")
+    (shim / "runuser").chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim}:{os.environ['PATH']}"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = ["bash", str(runner), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+
+    usage = run()
+    assert usage.returncode == 64 and "hourly_summary|archive|audit" in usage.stderr
+    unknown = run("stream")
+    assert unknown.returncode == 64 and "unknown job 'stream'" in unknown.stderr
+    hourly = run("hourly_summary", "--hour", "2026-12-01T05", "--assume-closed")
+    assert hourly.returncode == 0, hourly.stderr
+    argv = hourly.stdout.splitlines()
+    assert argv[:3] == ["-u", "spark", "--"]
+    assert "PYSPARK_PYTHON=/usr/bin/python3" in argv
+    unit_argv = _exec_start(_out(rendered, MASTER) / "fms-hourly-summary.service")
+    start = argv.index(unit_argv[0])
+    assert argv[start:] == [*unit_argv, "--hour", "2026-12-01T05", "--assume-closed"]
+    audit = run("audit").stdout.splitlines()
+    launcher = next(i for i, a in enumerate(audit) if a.endswith("/fms_spark_main.py"))
+    assert audit[launcher + 1 :] == ["fms_jobs.batch.audit", "--config", "/etc/fms/stream.yml"]
+    assert _option(audit, "--name") == "fms-audit"
 
 
 def test_launcher_runs_a_module_with_an_args_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
