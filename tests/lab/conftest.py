@@ -19,11 +19,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from lab import orchestrate
-from lab_support import APPLY, PROFILE
+from lab import converge, orchestrate
+from lab_support import APPLY, PROFILE, playbook_failures
 
 TEARDOWN_TESTS = ("test_down_leaves_nothing",)
-CONVERGE_MODULES = ("test_lab_converge.py",)
+CONVERGE_MODULES = ("test_lab_converge.py", "test_lab_pipeline.py")  # in this order
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -68,3 +68,13 @@ def lab(lab_dir: Path):
             orchestrate.down()
         finally:
             mp.undo()
+
+
+@pytest.fixture(scope="session")
+def converged(lab) -> converge.PlaybookRun:
+    """site.yml run once on the session's bare lab hosts, as an operator runs it on AWS."""
+    run = converge.run_playbook("primary", "site")
+    print(f"\nsite.yml from bare hosts: {run.summary()}")
+    if not run.ok:
+        pytest.fail(f"site.yml did not converge the lab: {run.summary()}\n{playbook_failures(run)}")
+    return run

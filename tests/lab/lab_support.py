@@ -48,6 +48,13 @@ def outputs(env: str = "primary") -> dict[str, Any]:
     return out
 
 
+def playbook_failures(run: Any, limit: int = 40) -> str:
+    """The failed/unreachable lines of a lab.converge.PlaybookRun's log (else its tail)."""
+    lines = run.log.read_text(errors="replace").splitlines()
+    bad = [ln for ln in lines if ln.startswith(("fatal:", "failed:")) or "UNREACHABLE!" in ln]
+    return "\n".join(bad[:limit]) or "\n".join(lines[-limit:])
+
+
 def first_in_group(group: str, env: str = "primary") -> str:
     return outputs(env)["inventory_groups"][group][0]
 

@@ -19,24 +19,9 @@ import time
 
 import pytest
 from lab import converge, state
-from lab_support import REPO, outputs
+from lab_support import REPO, outputs, playbook_failures
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def converged(lab) -> converge.PlaybookRun:
-    run = converge.run_playbook("primary", "site")
-    print(f"\nsite.yml from bare hosts: {run.summary()}")
-    if not run.ok:
-        pytest.fail(f"site.yml did not converge the lab: {run.summary()}\n{_failures(run)}")
-    return run
-
-
-def _failures(run: converge.PlaybookRun, limit: int = 40) -> str:
-    lines = run.log.read_text(errors="replace").splitlines()
-    bad = [ln for ln in lines if ln.startswith(("fatal:", "failed:")) or "UNREACHABLE!" in ln]
-    return "\n".join(bad[:limit]) or "\n".join(lines[-limit:])
 
 
 def _changed_tasks(run: converge.PlaybookRun) -> list[str]:
@@ -59,7 +44,7 @@ def test_site_converges_every_host_terraform_created(converged):
 def test_second_site_run_changes_nothing(converged):
     again = converge.run_playbook("primary", "site")
     print(f"\nsite.yml again: {again.summary()}")
-    assert again.ok, _failures(again)
+    assert again.ok, playbook_failures(again)
     changed = {h: c["changed"] for h, c in again.recap.items() if c.get("changed")}
     assert not changed, f"second run changed {changed}:\n" + "\n".join(_changed_tasks(again)[:30])
 
@@ -176,7 +161,7 @@ def test_rolling_restart_under_load_loses_nothing(converged):
             pytest.fail(f"the probe producer did not start sending:\n{err}")
         run = converge.run_playbook("primary", "rolling_restart")
         print(f"\nrolling restart under load: {run.summary()}")
-        assert run.ok, _failures(run)
+        assert run.ok, playbook_failures(run)
         time.sleep(10)  # records sent after the last restart
     finally:
         # SIGTERM: the tool flushes (bounded by delivery.timeout.ms), then prints tool_data.
