@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lab import converge, envs, hosts, orchestrate, state
+from lab import converge, envs, hosts, orchestrate, services, state
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         if not run.ok:
             print(f"lab.py converge: {run.playbook} failed; the log is {run.log}", file=sys.stderr)
             return 1
-        return orchestrate.print_status()
+        services.record(args.env)
+        rc = orchestrate.print_status()
+        if args.playbook in ("site", "pipeline"):
+            services.print_pipeline_steps(args.env)
+        return rc
     if args.command == "testinfra":
         inv = converge.inventory_for(args.env)
         cmd = [sys.executable, "-m", "pytest", "tests/infra", "--fms-inventory", inv]
