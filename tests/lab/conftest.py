@@ -23,7 +23,8 @@ from lab import converge, orchestrate
 from lab_support import APPLY, PROFILE, playbook_failures
 
 TEARDOWN_TESTS = ("test_down_leaves_nothing",)
-CONVERGE_MODULES = ("test_lab_converge.py", "test_lab_pipeline.py")  # in this order
+# Run on the converged lab, in this order.
+CONVERGE_MODULES = ("test_lab_converge.py", "test_lab_pipeline.py", "test_lab_alerts.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -31,12 +32,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     here = Path(__file__).parent
     slots = [i for i, item in enumerate(items) if Path(str(item.fspath)).parent == here]
 
-    def rank(item: pytest.Item) -> int:
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        module = Path(str(item.fspath)).name
         if item.name in TEARDOWN_TESTS:
-            return 3
-        if Path(str(item.fspath)).name in CONVERGE_MODULES:
-            return 2  # the hosts tests want bare hosts; converging installs the platform on them
-        return 1 if "lab" in getattr(item, "fixturenames", ()) else 0
+            return (3, 0)
+        if module in CONVERGE_MODULES:
+            # the hosts tests want bare hosts; converging installs the platform on them
+            return (2, CONVERGE_MODULES.index(module))
+        return (1, 0) if "lab" in getattr(item, "fixturenames", ()) else (0, 0)
 
     ordered = sorted((items[i] for i in slots), key=rank)  # stable within a rank
     for slot, item in zip(slots, ordered, strict=True):
