@@ -6,12 +6,15 @@ For hour H (UTC)::
         --output hdfs:///fms/curated/hourly_summary --checkpoint hdfs:///fms/checkpoints/stream \\
         --hour 2024-01-15T14
     python -m fms_jobs.batch.hourly_summary ... --closed-hours 3   # the last 3 closed hours (systemd timer)
+    python -m fms_jobs.batch.hourly_summary ... --closed-hours 3 --hour 2024-01-15T14   # --hour wins
+    python -m fms_jobs.batch.hourly_summary ... --hour 2024-01-15T14 --assume-closed     # before it closed
 
 Steps, each safe to repeat:
 
 1. **closed?** H is closed when ``now >= H + 1h + grace`` (grace defaults to the
    rules' max lateness + 5 min) and no file of the hour belongs to a micro-batch
    the streaming query has not committed yet (from its checkpoint's commit log).
+   ``--assume-closed`` skips the clock test (drills, tests), never the commit test.
 2. **compact**: the hour's committed files are rewritten as one file sorted by
    (device_id, timestamp) - cheap device-level pruning through Parquet
    statistics. A compaction manifest (``_compactions/<hour>.json``) written
@@ -300,9 +303,12 @@ class HourlySummaryJob:
         return final
 
     # ------------------------------------------------------------------ one hour
-    def run_hour(self, hour: Hour, now: datetime | None = None, force: bool = False) -> HourResult:
+    def run_hour(
+        self, hour: Hour, now: datetime | None = None, force: bool = False, assume_closed: bool = False
+    ) -> HourResult:
+        """``assume_closed``: skip the clock test (not the uncommitted-batch test) of step 1."""
         now = now or datetime.now(UTC)
-        if now < hour.end + self.grace:
+        if not assume_closed and now < hour.end + self.grace:
             return HourResult(
                 str(hour), "not_closed", detail=f"closes at {hour.end + self.grace:%Y-%m-%dT%H:%M}Z"
             )
@@ -381,22 +387,74 @@ def write_textfile(directory: str, results: list[HourResult]) -> None:
     os.replace(tmp, os.path.join(directory, "fms_hourly.prom"))
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fms_jobs.batch.hourly_summary", description=__doc__)
+def _hour_arg(text: str) -> Hour:
+    return Hour.parse(text)
+
+
+_hour_arg.__name__ = "hour"  # argparse: "invalid hour value: 'x'"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m fms_jobs.batch.hourly_summary",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--processed", required=True)
     p.add_argument("--dlq", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--checkpoint", help="the streaming query's checkpoint (to skip uncommitted batches)")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--hour", action="append", help="hour to summarise, e.g. 2024-01-15T14 (repeatable)")
-    g.add_argument("--closed-hours", type=int, help="summarise the N most recent closed hours")
+    p.add_argument(
+        "--hour",
+        action="append",
+        type=_hour_arg,
+        help="hour to summarise, e.g. 2024-01-15T14 (repeatable); overrides --closed-hours, so an hour "
+        "can be re-run by appending --hour to the timer's command line (@hourly-summary.args)",
+    )
+    p.add_argument(
+        "--closed-hours",
+        type=int,
+        help="summarise the N most recent closed hours (ignored when --hour is given)",
+    )
+    p.add_argument(
+        "--assume-closed",
+        action="store_true",
+        help="with --hour only: summarise the hour even if it has not closed yet by the clock (drills, "
+        "tests - after the producers stopped and the stream drained); files of uncommitted "
+        "micro-batches are still refused",
+    )
     p.add_argument("--grace-minutes", type=float, default=None, help="default: rules max lateness + 5 min")
     p.add_argument("--rules", help="quality rules file (for the default grace)")
     p.add_argument("--force", action="store_true", help="recompute even when the inputs did not change")
     p.add_argument("--no-compact", action="store_true")
     p.add_argument("--textfile-dir", help="node_exporter textfile collector directory")
     p.add_argument("--master")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = build_parser()
     a = p.parse_args(argv)
+    if not a.hour and a.closed_hours is None:
+        p.error("one of the arguments --hour --closed-hours is required")
+    if a.assume_closed and not a.hour:
+        p.error("--assume-closed needs --hour (it never applies to --closed-hours)")
+    return a
+
+
+def select_hours(
+    hours: list[Hour] | None, closed_hours: int | None, now: datetime, grace: timedelta
+) -> list[Hour]:
+    """The hours to run: the explicit ``--hour`` list (in the order given, repeats dropped) if any,
+    else the ``closed_hours`` most recent hours closed at ``now`` (oldest first)."""
+    if hours:
+        return list(dict.fromkeys(hours))
+    newest_closed = Hour.containing(now - grace - timedelta(hours=1))
+    return [Hour(newest_closed.start - timedelta(hours=i)) for i in range(closed_hours or 0)][::-1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from fms_jobs.config import load_rules
     from fms_jobs.sparkutil.session import build_session
@@ -408,11 +466,9 @@ def main(argv: list[str] | None = None) -> int:
         else timedelta(seconds=rules.max_lateness_seconds + 300)
     )
     now = datetime.now(UTC)
-    if a.hour:
-        hours = [Hour.parse(h) for h in a.hour]
-    else:
-        newest_closed = Hour.containing(now - grace - timedelta(hours=1))
-        hours = [Hour(newest_closed.start - timedelta(hours=i)) for i in range(a.closed_hours)][::-1]
+    if a.hour and a.closed_hours is not None:
+        log.info("--hour given: --closed-hours %d is ignored", a.closed_hours)
+    hours = select_hours(a.hour, a.closed_hours, now, grace)
     spark = build_session("fms-hourly-summary", a.master)
     job = HourlySummaryJob(
         spark,
@@ -424,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         dlq_horizon=timedelta(seconds=rules.max_lateness_seconds + 3600),
         compact=not a.no_compact,
     )
-    results = [job.run_hour(h, now, a.force) for h in hours]
+    results = [job.run_hour(h, now, a.force, assume_closed=a.assume_closed) for h in hours]
     for r in results:
         print(json.dumps(r.__dict__, default=str))
     if a.textfile_dir:
