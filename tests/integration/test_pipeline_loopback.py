@@ -10,8 +10,11 @@ One scenario, asserted step by step (tests share the module's broker, Spark sess
 4. every Kafka record is then exactly one of stored / dead-lettered / duplicate, with the same outcome,
    reason and flags as the plain-Python reference model of the rules; schema, partitioning, dead-letter
    bytes and the dead-letter topic are checked;
-5. the hourly summary equals a recomputation from the stored rows and a re-run changes nothing;
-6. the archive job copies closed partitions to S3 (moto on loopback, through s3a), idempotently.
+5. the conservation audit (``fms_jobs.batch.audit``) against the same broker and lake reports the same
+   counts, and catches a lake with a file removed and a file doubled;
+6. the hourly summary equals a recomputation from the stored rows and a re-run changes nothing (the audit
+   still balances over the compacted files);
+7. the archive job copies closed partitions to S3 (moto on loopback, through s3a), idempotently.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from collections import Counter, defaultdict
@@ -29,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from fms_jobs.batch import audit
 from fms_jobs.batch.hourly_summary import HourlySummaryJob
 from fms_jobs.batch.lake import Hour
 from fms_jobs.collector.app import Collector
@@ -341,6 +347,119 @@ def test_conservation_exact(scenario: dict[str, Any], lake_rows: dict[str, Any])
     )
 
 
+# ---------------------------------------------------------------------------- conservation audit
+
+
+def expected_counts(scenario: dict[str, Any], lake_rows: dict[str, Any]) -> dict[str, int]:
+    """The figures test_conservation_exact establishes, from Kafka and the lake's rows."""
+    dups = sum(1 for r in lake_rows["dlq"] if r["reason"] == ReasonCode.DUPLICATE.value)
+    return {
+        "records_in": len({(m.partition(), m.offset()) for m in scenario["raw"]}),
+        "stored": len(lake_rows["stored"]),
+        "dead_lettered": len(lake_rows["dlq"]) - dups,
+        "duplicates": dups,
+    }
+
+
+def run_audit_main(
+    broker: Any, spark: Any, root: Path, config_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, dict[str, Any]]:
+    """python -m fms_jobs.batch.audit --config <stream.yml for the lake under root> (in this process)."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    config = config_dir / "stream.yml"
+    doc = {
+        "kafka": {"bootstrap_servers": broker.bootstrap, "topic": RAW},
+        "paths": {name: str(root / name) for name in ("processed", "dlq", "checkpoint")},
+    }
+    config.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    capsys.readouterr()
+    code = audit.main(["--config", str(config), "--kafka-timeout", "60"], spark=spark)
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def test_audit_conserved_with_the_same_counts(
+    broker: Any,
+    spark: Any,
+    scenario: dict[str, Any],
+    lake_rows: dict[str, Any],
+    lake: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, doc = run_audit_main(broker, spark, lake, tmp_path, capsys)
+    assert code == 0, doc["problems"]
+    assert doc["conserved"] is True
+    expected = expected_counts(scenario, lake_rows)
+    assert {k: doc[k] for k in expected} == expected
+    assert expected["dead_lettered"] > 0 and expected["duplicates"] >= scenario["dups"] > 0
+    assert doc["missing"] == doc["double_counted"] == doc["expired"] == doc["not_yet_processed"] == 0
+    ends: dict[int, int] = defaultdict(int)
+    for m in scenario["raw"]:
+        ends[m.partition()] = max(ends[m.partition()], m.offset() + 1)
+    assert {int(p): (v["low"], v["high"]) for p, v in doc["partitions"].items()} == {
+        p: (0, ends[p]) for p in range(3)
+    }
+    assert {int(p): v["committed_end"] for p, v in doc["partitions"].items()} == dict(ends)
+    assert sum(v["lake"] for v in doc["partitions"].values()) == expected["records_in"]
+    assert doc["lake_files"]["uncommitted"] == 0
+
+
+def test_audit_catches_a_lost_file_and_a_doubled_file(
+    broker: Any,
+    spark: Any,
+    scenario: dict[str, Any],
+    lake_rows: dict[str, Any],
+    lake: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A copy of the lake, damaged: the audit must fail it - and still ignore uncommitted batches."""
+    import pyarrow.parquet as pq
+
+    copy = tmp_path / "lake"
+    for name in ("processed", "dlq", "checkpoint"):
+        shutil.copytree(lake / name, copy / name)
+
+    def batch_files(root: Path) -> list[Path]:
+        return sorted(p for p in root.rglob("part-*.snappy.parquet") if "/_" not in str(p.relative_to(root)))
+
+    def offsets(path: Path) -> set[tuple[int, int]]:
+        t = pq.read_table(path, columns=["kafka_partition", "kafka_offset"]).to_pylist()
+        return {(r["kafka_partition"], r["kafka_offset"]) for r in t}
+
+    lost_file = batch_files(copy / "processed")[0]
+    lost = offsets(lost_file)
+    lost_file.unlink()
+    doubled_src = batch_files(copy / "dlq")[-1]
+    doubled = offsets(doubled_src)
+    batch = doubled_src.name.split("-")[1]
+    shutil.copy(doubled_src, doubled_src.with_name(f"part-{batch}-00099.snappy.parquet"))
+    commits = copy / "checkpoint" / "commits"
+    last = max(int(p.name) for p in commits.iterdir() if p.name.isdigit())
+    pending_src = batch_files(copy / "processed")[-1]  # rows already counted: would double if read
+    shutil.copy(pending_src, pending_src.with_name(f"part-{last + 1:012d}-00000.snappy.parquet"))
+    assert lost and doubled and not lost & doubled
+
+    code, doc = run_audit_main(broker, spark, copy, tmp_path / "damaged", capsys)
+    assert code == 2 and doc["conserved"] is False
+    expected = expected_counts(scenario, lake_rows)
+    assert doc["records_in"] == expected["records_in"]
+    assert doc["missing"] == len(lost) and doc["not_yet_processed"] == 0
+    assert doc["double_counted"] == len(doubled)
+    assert doc["stored"] == expected["stored"] - len(lost)
+    assert doc["stored"] + doc["dead_lettered"] + doc["duplicates"] == expected["records_in"] - len(
+        lost
+    ) + len(doubled)
+    assert len(doc["missing_examples"]) == min(10, len(lost))
+    assert {(e["partition"], e["offset"]) for e in doc["missing_examples"]} <= lost
+    assert sum(g["count"] for g in doc["missing_ranges"]) <= len(lost)
+    assert {(e["partition"], e["offset"]) for e in doc["double_counted_examples"]} <= doubled
+    assert all(e["rows"] == 2 for e in doc["double_counted_examples"])
+    assert doc["lake_files"]["uncommitted"] == 1
+    assert len(doc["problems"]) == 2
+
+
 def test_outcomes_match_the_reference_model(
     scenario: dict[str, Any], lake_rows: dict[str, Any], reference: dict[tuple[int, int], Outcome]
 ) -> None:
@@ -557,6 +676,24 @@ def test_hourly_compacts_and_rerun_changes_nothing(
     assert spark.read.parquet(str(root)).count() == sum(
         s.stored for p in scenario["processors"] for s in p.summaries
     )
+
+
+def test_audit_still_conserved_after_compaction(
+    broker: Any,
+    spark: Any,
+    hourly: dict[str, Any],
+    scenario: dict[str, Any],
+    lake_rows: dict[str, Any],
+    lake: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert any(r.compacted_from > 1 for r in hourly["first"])
+    code, doc = run_audit_main(broker, spark, lake, tmp_path, capsys)
+    assert code == 0, doc["problems"]
+    expected = expected_counts(scenario, lake_rows)
+    assert {k: doc[k] for k in expected} == expected
+    assert doc["lake_files"]["processed"] == len(hourly["hours"])  # one compacted file per hour
 
 
 # ---------------------------------------------------------------------------- archive to S3 (moto, s3a)

@@ -170,6 +170,26 @@ def kafka_client_options(k: StreamKafka) -> dict[str, str]:
     return opts
 
 
+def librdkafka_config(k: StreamKafka, client_id: str = "fms-stream") -> dict[str, Any]:
+    """The same connection and security settings for a confluent-kafka (librdkafka) client.
+
+    ``kafka.extra`` is not applied: its keys are Java client settings for Spark's Kafka
+    source and sink, and many of them mean nothing (or something else) to librdkafka.
+    """
+    conf: dict[str, Any] = {
+        "bootstrap.servers": k.bootstrap_servers,
+        "security.protocol": k.security_protocol,
+        "client.id": client_id,
+    }
+    if k.security_protocol.startswith("SASL"):
+        conf["sasl.mechanism"] = k.sasl_mechanism
+        conf["sasl.username"] = k.sasl_username
+        conf["sasl.password"] = sasl_password(k)
+    if k.security_protocol in ("SSL", "SASL_SSL") and k.ssl_ca_location:
+        conf["ssl.ca.location"] = k.ssl_ca_location
+    return conf
+
+
 def _merge(obj: Any, data: Mapping[str, Any], where: str) -> None:
     names = {f.name for f in fields(obj)}
     for key, value in data.items():
