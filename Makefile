@@ -14,7 +14,7 @@ TF_ENV = eval "$$(bash scripts/bootstrap/terraform_env.sh)"
 PYTEST = $(TF_ENV); $(VENV)/bin/pytest
 
 .PHONY: help bootstrap lab lab-converge lab-infra lab-down lab-status test test-static test-terraform test-unit \
-        test-integration test-monitoring test-lab lint fmt lock bench
+        test-integration test-monitoring test-lab test-offline lint fmt lock bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -40,7 +40,10 @@ lab-down: ## Tear the lab down, leaving nothing running
 lab-status: ## Show every lab host with role, IP, state and reachability
 	@$(PY) scripts/lab.py status
 
-test: bootstrap test-static test-terraform test-unit test-integration test-monitoring test-lab ## Run every test
+test: bootstrap ## Run every test: the lab suite beside the others (it mostly waits on its hosts)
+	@$(MAKE) --no-print-directory -k -j2 --output-sync=target test-lab test-offline
+
+test-offline: test-static test-terraform test-unit test-integration test-monitoring ## Every suite but the lab's
 
 test-static: ## Linters and static checks (ruff, yamllint, terraform fmt/validate, checkov)
 	@$(PYTEST) tests/static
