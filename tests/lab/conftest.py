@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from lab import converge, orchestrate
+from lab import converge, orchestrate, state
 from lab_support import APPLY, PROFILE, playbook_failures
 
 TEARDOWN_TESTS = ("test_down_leaves_nothing",)
@@ -56,6 +56,14 @@ def lab(lab_dir: Path):
     """A primary lab brought up with Terraform; torn down (and asserted) by test_down_leaves_nothing."""
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (systemd-nspawn, bridges, iptables); run `make test-lab` as root")
+    if os.environ.get("FMS_LAB_REUSE"):
+        # Development: run the converge/pipeline/alerts modules against the lab that is up
+        # (FMS_LAB_DIR); nothing is brought up or torn down (deselect test_down_leaves_nothing).
+        hosts = state.load_hosts()
+        if not hosts:
+            pytest.skip("FMS_LAB_REUSE is set but no lab is up in FMS_LAB_DIR")
+        yield hosts
+        return
     from fmsops.emulator import free_port
 
     mp = pytest.MonkeyPatch()
