@@ -76,5 +76,5 @@ lock: ## Re-resolve requirements.in into the fully pinned requirements.txt
 	@(echo "# Generated from requirements.in by 'make lock' (pip freeze of a clean venv). Do not edit by hand."; \
 	  build/lock-venv/bin/pip freeze) > requirements.txt
 
-bench: bootstrap ## Pipeline benchmark on the lab (writes build/bench/*.json and a PNG plot)
-	@$(PY) scripts/bench.py
+bench: bootstrap ## Pipeline benchmark on the running lab (build/bench/*.json + PNG); BENCH_ARGS="--mode loopback" runs it locally
+	@$(PY) scripts/bench.py --lab-env $(ENV) $(BENCH_ARGS)
