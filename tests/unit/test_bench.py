@@ -1,0 +1,410 @@
+"""scripts/bench.py: the measurement arithmetic, the sustained-rate decision, the lab derivation.
+
+No Kafka, Spark or lab: the metrics come from the streaming job's real Prometheus registry
+(fms_jobs.streaming.metrics) rendered to text, the perf-tool and offset lines are real output of
+Kafka 4.1.2's kafka-producer-perf-test.sh / kafka-get-offsets.sh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+from pathlib import Path
+from typing import Any, ClassVar
+
+import bench
+import pytest
+from prometheus_client import generate_latest
+
+# ---------------------------------------------------------------------------- histogram arithmetic
+
+BUCKETS = [(1.0, 10.0), (2.0, 30.0), (5.0, 90.0), (10.0, 100.0), (math.inf, 100.0)]
+
+
+def test_quantile_interpolates_linearly_inside_the_bucket() -> None:
+    # rank 50 lies in (2, 5]: 30 below, 60 inside -> 2 + 3 * (50 - 30) / 60 = 3.0
+    assert bench.quantile(BUCKETS, 0.5) == pytest.approx(3.0)
+    # rank 10 is exactly the first bucket's count -> its upper bound
+    assert bench.quantile(BUCKETS, 0.1) == pytest.approx(1.0)
+    # rank 5 in the first bucket, whose lower bound is 0
+    assert bench.quantile(BUCKETS, 0.05) == pytest.approx(0.5)
+    # rank 95 in (5, 10]: 5 + 5 * (95 - 90) / 10
+    assert bench.quantile(BUCKETS, 0.95) == pytest.approx(7.5)
+
+
+def test_quantile_in_the_inf_bucket_is_the_highest_finite_bound() -> None:
+    buckets = [(1.0, 10.0), (2.0, 50.0), (math.inf, 100.0)]
+    assert bench.quantile(buckets, 0.99) == 2.0
+
+
+def test_quantile_without_observations_is_none() -> None:
+    assert bench.quantile([], 0.5) is None
+    assert bench.quantile([(1.0, 0.0), (math.inf, 0.0)], 0.5) is None
+
+
+def test_delta_buckets_subtracts_per_bound_and_rejects_a_reset() -> None:
+    before = [(1.0, 5.0), (2.0, 10.0), (math.inf, 12.0)]
+    after = [(1.0, 7.0), (2.0, 20.0), (math.inf, 40.0)]
+    assert bench.delta_buckets(before, after) == [(1.0, 2.0), (2.0, 10.0), (math.inf, 28.0)]
+    assert bench.delta_buckets([], after) == after  # first scrape: everything is new
+    # the driver restarted between the snapshots: counters went down -> no delta
+    assert bench.delta_buckets(after, before) == []
+
+
+def _stream_metrics_text(batches: list[tuple[list[int], int, float]], records_in: int) -> str:
+    from fms_jobs.streaming.metrics import StreamMetrics
+
+    m = StreamMetrics(per_device=False)
+    for le_counts, count, total in batches:
+        m.e2e.add(le_counts, count, total)
+        m.batch_duration.observe(1.5)
+    m.records_in.inc(records_in)
+    return generate_latest(m.registry).decode()
+
+
+def test_percentiles_come_from_the_histogram_delta_of_the_real_stream_metrics() -> None:
+    from fms_jobs.streaming.metrics import E2E_BUCKETS
+
+    n = len(E2E_BUCKETS)
+    # batch before the window: 100 fast records (all <= 0.1 s)
+    fast = ([100] * n, 100, 5.0)
+    s1 = bench.parse_metrics(_stream_metrics_text([fast], 100))
+    # the window's batch: 200 records, none <= 5 s, 100 <= 7.5 s, all 200 <= 10 s
+    slow_counts = [0 if b <= 5 else (100 if b <= 7.5 else 200) for b in E2E_BUCKETS]
+    s2 = bench.parse_metrics(_stream_metrics_text([fast, (slow_counts, 200, 1700.0)], 300))
+
+    h1, h2 = bench.histogram(s1, bench.E2E), bench.histogram(s2, bench.E2E)
+    assert h2[-1] == (math.inf, 300.0) and len(h2) == n + 1
+    d = bench.delta_buckets(h1, h2)
+    assert d[-1] == (math.inf, 200.0)
+    # the window's own median: rank 100 of 200 -> the top of (5, 7.5]; the fast batch is excluded
+    assert bench.quantile(d, 0.5) == pytest.approx(7.5)
+    assert bench.quantile(d, 0.99) == pytest.approx(7.5 + 2.5 * (198 - 100) / 100)
+    # over everything the median would be wrong (the fast batch drags it down)
+    assert bench.quantile(h2, 0.5) < 7.5
+    assert bench.value(s2, bench.RECORDS_IN) - bench.value(s1, bench.RECORDS_IN) == 200
+    assert bench.value(s2, bench.BATCHES) == 2
+
+
+def test_slope_is_the_least_squares_slope() -> None:
+    assert bench.slope([(0, 10), (1, 12), (2, 14), (3, 16)]) == pytest.approx(2.0)
+    assert bench.slope([(0, 5), (10, 5), (20, 5)]) == 0.0
+    assert bench.slope([(0, 0), (1, 3), (2, 1), (3, 4)]) == pytest.approx(1.0)  # 5 / 5
+    assert bench.slope([(0, 100), (10, 50)]) == pytest.approx(-5.0)
+    assert bench.slope([(1, 1)]) == 0.0
+    assert bench.slope([(2, 1), (2, 5)]) == 0.0  # no spread in x
+
+
+# ---------------------------------------------------------------------------- tool output
+
+# kafka-producer-perf-test.sh of Kafka 4.1.2 (--num-records 300000 --record-size 160 --throughput 60000)
+PERF_OUTPUT = """\
+513 records sent, 102.0 records/sec (0.02 MB/sec), 428.0 ms avg latency, 4832.0 ms max latency.
+33304 records sent, 6660.8 records/sec (1.02 MB/sec), 295.8 ms avg latency, 632.0 ms max latency.
+75650 records sent, 14992.1 records/sec (2.29 MB/sec), 230.5 ms avg latency, 412.0 ms max latency.
+116878 records sent, 23375.6 records/sec (3.57 MB/sec), 184.8 ms avg latency, 471.0 ms max latency.
+300000 records sent, 13244.4 records/sec (2.02 MB/sec), 188.32 ms avg latency, 4832.00 ms max latency, \
+162 ms 50th, 383 ms 95th, 481 ms 99th, 604 ms 99.9th.
+"""
+
+
+def test_parse_perf_takes_the_final_summary_not_an_interval_line() -> None:
+    assert bench.parse_perf(PERF_OUTPUT) == pytest.approx(13244.4)
+    assert bench.parse_perf("[2026-12-01 06:00:00] WARN something\n" + PERF_OUTPUT) == pytest.approx(13244.4)
+
+
+def test_parse_perf_of_an_interrupted_run_is_none() -> None:
+    interrupted = "\n".join(PERF_OUTPUT.splitlines()[:4])
+    assert bench.parse_perf(interrupted) is None
+    assert bench.parse_perf("") is None
+    assert bench.parse_perf("Exception in thread main: TimeoutException\n") is None
+
+
+def test_parse_offsets_sums_the_topics_partitions() -> None:
+    out = "fms.sensor.raw:0:3885\nfms.sensor.raw:1:3554\nfms.sensor.dlq:0:99\nfms.sensor.raw:2:3611\n"
+    assert bench.parse_offsets(out, bench.RAW) == 3885 + 3554 + 3611
+    assert bench.parse_offsets("fms.sensor.rawx:0:5\n", bench.RAW) is None
+    assert bench.parse_offsets("Error while executing\n", bench.RAW) is None
+    assert bench.parse_offsets("fms.sensor.raw:0:0\n", bench.RAW) == 0
+
+
+def test_the_remote_offset_probe_is_valid_python() -> None:
+    compile(bench.OFFSETS_PROBE, "<probe>", "exec")
+
+
+# ---------------------------------------------------------------------------- the decision
+
+
+def test_decide_sustained() -> None:
+    assert bench.decide(1000, 1002, 998, 3.0, batches=5, e2e_samples=60_000) == (True, False, "")
+
+
+def test_decide_generators_below_target() -> None:
+    ok, bound, note = bench.decide(1000, 850, 850, 0.0, batches=5, e2e_samples=100)
+    assert (ok, bound) == (False, True) and "generators" in note
+
+
+def test_decide_stream_not_keeping_up() -> None:
+    ok, bound, note = bench.decide(1000, 1000, 940, 0.0, batches=5, e2e_samples=100)
+    assert (ok, bound) == (False, False) and "95 %" in note
+    assert bench.decide(1000, 1000, 950, 0.0, batches=5, e2e_samples=100)[0]
+
+
+def test_decide_lag_growth_threshold_is_2_percent_with_a_floor_of_50() -> None:
+    # high rate: 2 % of 10000 = 200 records/s
+    assert bench.decide(10000, 10000, 10000, 199.0, 5, 100)[0]
+    ok, _, note = bench.decide(10000, 10000, 10000, 201.0, 5, 100)
+    assert not ok and "lag grew" in note
+    # low rate: the floor (50/s) applies, not 2 % of 200 = 4/s
+    assert bench.decide(200, 200, 200, 49.0, 5, 100)[0]
+    assert not bench.decide(200, 200, 200, 51.0, 5, 100)[0]
+    # a shrinking lag is fine
+    assert bench.decide(200, 200, 260, -30.0, 5, 100)[0]
+
+
+def test_decide_without_a_batch_or_latency_is_not_sustained() -> None:
+    assert bench.decide(1000, 0.0, 0.0, 0.0, batches=0, e2e_samples=0) == (
+        False,
+        False,
+        "no micro-batch completed within the window (the stream stalled)",
+    )
+    ok, _, note = bench.decide(1000, 1000, 1000, 0.0, batches=3, e2e_samples=0)
+    assert not ok and "latency" in note
+
+
+def _step(rate: float, produced: float, sustained: bool, p50: float | None = 900.0) -> bench.Step:
+    return bench.Step(
+        target_rate=rate,
+        generators=1,
+        produced_rate=produced,
+        consumed_rate=produced,
+        e2e_p50_ms=p50,
+        e2e_p95_ms=None if p50 is None else p50 * 2,
+        e2e_p99_ms=None if p50 is None else p50 * 3,
+        sustained=sustained,
+    )
+
+
+def test_summary_reports_the_highest_sustained_step() -> None:
+    r = bench.Result("loopback", "t", {})
+    r.steps = [_step(200, 201.2, True, 800.0), _step(500, 498.7, True, 1200.0), _step(1000, 700, False)]
+    r.kafka_ceiling_msgs_per_s = 12000.0
+    s = r.summary()
+    assert s["sustained_msgs_per_s"] == 498.7
+    assert (s["e2e_p50_ms"], s["e2e_p95_ms"], s["e2e_p99_ms"]) == (1200.0, 2400.0, 3600.0)
+    assert s["kafka_ceiling_msgs_per_s"] == 12000.0
+    assert s["sustained_target_msgs_per_s"] == 500 and s["first_unsustained_msgs_per_s"] == 1000
+    assert s["share_of_kafka_ceiling"] == pytest.approx(498.7 / 12000, abs=1e-4)
+    json.dumps(s)
+
+
+def test_summary_without_a_sustained_step() -> None:
+    r = bench.Result("lab", "t", {})
+    r.steps = [_step(500, 480, False)]
+    s = r.summary()
+    assert s["sustained_msgs_per_s"] == 0.0 and s["e2e_p50_ms"] is None
+    assert "share_of_kafka_ceiling" not in s
+
+
+def test_generator_slices_split_rate_and_fleet_contiguously() -> None:
+    slices = bench.generator_slices(25000, 3, 1000, 5001)
+    assert [c for _, c, _ in slices] == [334, 333, 333]
+    assert [f for _, _, f in slices] == [5001, 5335, 5668]
+    assert sum(r for r, _, _ in slices) == pytest.approx(25000)
+    assert bench.generator_slices(100, 5, 2, 1) == [(50.0, 1, 1), (50.0, 1, 2)]
+
+
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    r = bench.Result("loopback", "20261201T000000Z", {})
+    r.steps = [_step(200, 201, True), _step(500, 430, False, None)]
+    r.kafka_ceiling_msgs_per_s = 12000.0
+    out = tmp_path / "p.png"
+    bench.plot(r, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_public_settings_redact_client_secrets() -> None:
+    a = bench.build_parser().parse_args(
+        ["--mode", "loopback", "--kafka-property", "sasl.password=hunter2", "--kafka-property", "x=1"]
+    )
+    s = bench.public_settings(a)
+    assert s["kafka_property"] == ["sasl.password=***", "x=1"]
+    assert "hunter2" not in json.dumps(s, default=str)
+
+
+# ---------------------------------------------------------------------------- lab mode
+
+SSH_CONFIG = Path("/lab/ssh/config")
+
+
+def lab_hosts() -> dict[str, dict[str, Any]]:
+    def rec(name: str, ip: str, roles: list[str], env: str = "primary") -> dict[str, Any]:
+        return {"name": name, "ip": ip, "env": env, "role": roles[0], "roles": roles}
+
+    hosts = {
+        "kafka-2": rec("kafka-2", "10.10.1.12", ["kafka", "kafka_controller"]),
+        "kafka-1": rec("kafka-1", "10.10.1.11", ["kafka", "kafka_controller"]),
+        "spark-master-1": rec("spark-master-1", "10.10.2.10", ["spark_master", "hdfs_namenode"]),
+        "collector-1": rec("collector-1", "10.10.3.10", ["collector"]),
+        "collector-2": rec("collector-2", "10.10.3.11", ["collector"]),
+        "dr-kafka-1": rec("dr-kafka-1", "10.20.1.11", ["kafka"], env="dr"),
+    }
+    # an older record with only "role"
+    hosts["monitoring-1"] = {
+        "name": "monitoring-1",
+        "ip": "10.10.4.10",
+        "env": "primary",
+        "role": "monitoring",
+    }
+    return hosts
+
+
+def test_lab_settings_from_the_host_records() -> None:
+    s = bench.lab_settings(lab_hosts(), "primary", SSH_CONFIG)
+    # the client listener (kafka_client_port 9092) under the names the brokers advertise
+    assert s.bootstrap == "kafka-1:9092,kafka-2:9092"
+    assert s.stream_metrics_url == "http://10.10.2.10:9311/metrics"
+    assert [shlex.split(e) for e in s.collector_execs] == [
+        ["ssh", "-F", "/lab/ssh/config", "collector-1"],
+        ["ssh", "-F", "/lab/ssh/config", "collector-2"],
+    ]
+    assert shlex.split(s.kafka_exec) == ["ssh", "-F", "/lab/ssh/config", "kafka-1"]
+    assert s.probe_exec == s.collector_execs[0]
+    assert s.kafka_hosts == ["kafka-1", "kafka-2"] and s.stream_host == "spark-master-1"
+
+
+def test_lab_settings_use_the_hosts_role_when_roles_is_missing() -> None:
+    hosts = {
+        "k": {"name": "K_1", "ip": "10.0.0.1", "env": "dr", "role": "kafka"},
+        "s": {"name": "s", "ip": "10.0.0.2", "env": "dr", "role": "spark_master"},
+        "c": {"name": "c", "ip": "10.0.0.3", "env": "dr", "role": "collector"},
+    }
+    s = bench.lab_settings(hosts, "dr", SSH_CONFIG)
+    assert s.bootstrap == "k-1:9092"  # fms_node_name: lower case, [^a-z0-9.-] -> "-"
+
+
+def test_lab_settings_name_the_missing_groups() -> None:
+    hosts = {n: r for n, r in lab_hosts().items() if "collector" not in n}
+    with pytest.raises(SystemExit, match=r"group\(s\) collector; run `make lab` first"):
+        bench.lab_settings(hosts, "primary", SSH_CONFIG)
+    with pytest.raises(SystemExit, match="kafka, spark_master, collector"):
+        bench.lab_settings(lab_hosts(), "nonexistent", SSH_CONFIG)
+
+
+def test_no_running_lab_says_make_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FMS_LAB_DIR", str(tmp_path / "no-lab"))
+    with pytest.raises(SystemExit, match="run `make lab` first"):
+        bench.running_lab("primary")
+    # `make bench` = no arguments, lab mode: the same message, before anything is written
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match="run `make lab` first"):
+        bench.main(["--mode", "lab", "--out", str(out)])
+    assert not out.exists()
+
+
+def test_lab_hosts_that_are_not_running_do_not_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FMS_LAB_DIR", str(tmp_path))
+    hosts = lab_hosts()
+    for rec in hosts.values():
+        rec["pid"], rec["pid_start"] = 999_999_999, 1  # no such process: a stopped lab
+    (tmp_path / "hosts.json").write_text(json.dumps({"hosts": hosts}))
+    with pytest.raises(SystemExit, match="no lab host of env primary is running"):
+        bench.running_lab("primary")
+
+
+def test_resolve_lab_args_fills_only_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench, "running_lab", lambda env: (lab_hosts(), SSH_CONFIG))
+    a = bench.build_parser().parse_args(["--bootstrap", "kafka-9:9092"])
+    bench.resolve_lab_args(a)
+    assert a.bootstrap == "kafka-9:9092"
+    assert a.stream_metrics_url == "http://10.10.2.10:9311/metrics"
+    assert len(a.collector_exec) == 2 and a.kafka_exec.endswith("kafka-1")
+    # all given: the lab state is not read at all
+    monkeypatch.setattr(bench, "running_lab", lambda env: pytest.fail("lab state read"))
+    b = argparse.Namespace(
+        bootstrap="b:9092", stream_metrics_url="http://x/metrics", collector_exec="ssh c", kafka_exec="ssh k"
+    )
+    assert bench.resolve_lab_args(b) is None
+
+
+def test_lab_defaults_follow_the_roles() -> None:
+    import yaml
+
+    repo = Path(__file__).resolve().parents[2]
+    pipeline = yaml.safe_load((repo / "roles/fms_pipeline/defaults/main.yml").read_text())
+    kafka = yaml.safe_load((repo / "roles/kafka/defaults/main.yml").read_text())
+    assert pipeline["fms_pipeline_install_dir"] + "/venv" == bench.LAB_VENV
+    assert pipeline["fms_pipeline_venv_dir"] == "{{ fms_pipeline_install_dir }}/venv"
+    assert pipeline["fms_pipeline_conf_dir"] + "/collector.yml" == bench.LAB_COLLECTOR_CONFIG
+    assert pipeline["fms_pipeline_stream_metrics_port"] == bench.LAB_STREAM_METRICS_PORT
+    assert kafka["kafka_client_port"] == bench.LAB_KAFKA_CLIENT_PORT
+    assert kafka["kafka_home"] == bench.LAB_KAFKA_HOME
+    assert kafka["kafka_conf_dir"] + "/admin.properties" == bench.LAB_ADMIN_PROPERTIES
+    fleet_end = (
+        pipeline["fms_pipeline_collector_first_device_id"] + pipeline["fms_pipeline_collector_devices"]
+    )
+    assert fleet_end <= bench.LAB_FIRST_DEVICE_ID
+
+
+class FakePopen:
+    calls: ClassVar[list[list[str]]] = []
+
+    def __init__(self, argv: list[str], **_: Any) -> None:
+        FakePopen.calls.append(argv)
+
+
+def test_lab_generators_run_the_deployed_collector_over_ssh(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench, "running_lab", lambda env: (lab_hosts(), SSH_CONFIG))
+    monkeypatch.setattr(bench, "scrape", lambda url, timeout=10.0: {})
+    monkeypatch.setattr(bench.subprocess, "Popen", FakePopen)
+    FakePopen.calls = []
+    a = bench.build_parser().parse_args(["--mode", "lab"])
+    a.first_device_id = bench.LAB_FIRST_DEVICE_ID
+    bench.resolve_lab_args(a)
+    env = bench.Lab(a)
+    env.start_generators(20000, 2, 1000, a.first_device_id, 90, seed=5)
+    assert [c[:4] for c in FakePopen.calls] == [
+        ["ssh", "-F", "/lab/ssh/config", "collector-1"],
+        ["ssh", "-F", "/lab/ssh/config", "collector-2"],
+    ]
+    remote = FakePopen.calls[0][4]
+    assert remote.startswith("echo $$; exec ")
+    argv = shlex.split(remote.removeprefix("echo $$; exec "))
+    assert argv[:3] == ["/opt/fms-jobs/venv/bin/fms-collector", "--config", "/etc/fms/collector.yml"]
+    opts = dict(zip(argv[3::2], argv[4::2], strict=True))
+    assert opts["--bootstrap-servers"] == "kafka-1:9092,kafka-2:9092"
+    assert opts["--rate"] == "10000.000" and opts["--devices"] == "500"
+    assert opts["--first-device-id"] == "5001" and opts["--metrics-port"] == "0"
+    assert opts["--source"] == "simulator"
+
+
+def test_lab_metrics_fall_back_to_the_stream_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Metrics URL not reachable from this machine: read 127.0.0.1:9311 on the spark_master over ssh."""
+    monkeypatch.setattr(bench, "running_lab", lambda env: (lab_hosts(), SSH_CONFIG))
+
+    def unreachable(url: str, timeout: float = 10.0) -> bench.Snapshot:
+        raise OSError("No route to host")
+
+    ran: list[list[str]] = []
+
+    def fake_run(argv: list[str], **_: Any) -> Any:
+        ran.append(argv)
+        return bench.subprocess.CompletedProcess(argv, 0, _stream_metrics_text([], 42), "")
+
+    monkeypatch.setattr(bench, "scrape", unreachable)
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    a = bench.build_parser().parse_args(["--mode", "lab"])
+    bench.resolve_lab_args(a)
+    env = bench.Lab(a)
+    assert bench.value(env.snapshot(), bench.RECORDS_IN) == 42
+    assert ran[-1][:4] == ["ssh", "-F", "/lab/ssh/config", "spark-master-1"]
+    assert "http://127.0.0.1:9311/metrics" in ran[-1][4]
+
+    # neither way answers: a clear message, not a traceback
+    monkeypatch.setattr(
+        bench.subprocess, "run", lambda argv, **_: bench.subprocess.CompletedProcess(argv, 1, "", "refused")
+    )
+    with pytest.raises(SystemExit, match="is fms-stream running"):
+        bench.Lab(a)
