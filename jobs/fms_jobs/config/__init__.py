@@ -15,6 +15,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -402,9 +403,9 @@ def rules_from_dict(data: Any, source: str = "<dict>") -> QualityRules:
 
 def load_rules(path: str | os.PathLike[str] | None = None) -> QualityRules:
     """Load and validate the rules (explicit path > $FMS_QUALITY_RULES > packaged default)."""
-    p = Path(path) if path is not None else Path(os.environ.get(RULES_ENV) or DEFAULT_RULES_PATH)
+    p = _rules_path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = _read_rules(p)
     except FileNotFoundError:
         raise RulesError(f"quality rules {p}: file not found") from None
     except OSError as e:
@@ -420,7 +421,18 @@ def load_rules(path: str | os.PathLike[str] | None = None) -> QualityRules:
 
 def load_rules_text(path: str | os.PathLike[str] | None = None) -> str:
     """The raw text of the rules file (shipped to Spark executors as-is)."""
-    p = Path(path) if path is not None else Path(os.environ.get(RULES_ENV) or DEFAULT_RULES_PATH)
+    return _read_rules(_rules_path(path))
+
+
+def _rules_path(path: str | os.PathLike[str] | None) -> Path:
+    return Path(path) if path is not None else Path(os.environ.get(RULES_ENV) or DEFAULT_RULES_PATH)
+
+
+def _read_rules(p: Path) -> str:
+    """The file's text; the packaged default is read as package data, so that it is found when
+    fms_jobs is imported from a zip (spark-submit --py-files puts that zip first on the path)."""
+    if p == DEFAULT_RULES_PATH:
+        return resources.files(__name__).joinpath(DEFAULT_RULES_PATH.name).read_text(encoding="utf-8")
     return p.read_text(encoding="utf-8")
 
 
