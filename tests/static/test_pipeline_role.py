@@ -108,19 +108,6 @@ def test_playbook_plays() -> None:
         assert [r["role"] for r in play["roles"]] == ["fms_pipeline"]
 
 
-def test_site_yml_deploys_the_pipeline_last_and_checks_it_first() -> None:
-    """site.yml: the pipeline's preflight runs with every other one, before any host is touched; the
-    pipeline plays come last, once Kafka, HDFS, Spark and monitoring are up."""
-    plays = yaml.safe_load((ANSIBLE_DIR / "site.yml").read_text(encoding="utf-8"))
-    assert plays[-1] == {"name": "Pipeline services", "ansible.builtin.import_playbook": "pipeline.yml"}
-    preflight = [
-        t
-        for t in plays[0]["tasks"]
-        if t.get("ansible.builtin.include_role", {}).get("name") == "fms_pipeline"
-    ]
-    assert preflight and preflight[0]["ansible.builtin.include_role"]["tasks_from"] == "preflight"
-
-
 # --------------------------------------------------------------------------- consistency
 
 
