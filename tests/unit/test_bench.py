@@ -97,6 +97,37 @@ def test_slope_is_the_least_squares_slope() -> None:
     assert bench.slope([(2, 1), (2, 5)]) == 0.0  # no spread in x
 
 
+def test_slope_se_is_the_standard_error_of_the_slope() -> None:
+    assert bench.slope_se([(0, 10), (1, 12), (2, 14), (3, 16)]) == 0.0  # on a line: no noise
+    assert bench.slope_se([(0, 1), (5, 9)]) == 0.0  # two points: undefined -> no allowance
+    # fit y = x + 0.5 on (0,0),(1,3),(2,1),(3,4): residuals -0.5, 1.5, -1.5, 0.5 -> s^2 = 5/2, den = 5
+    assert bench.slope_se([(0, 0), (1, 3), (2, 1), (3, 4)]) == pytest.approx(math.sqrt(2.5 / 5))
+
+
+# Lag right after each batch (s, records) of two loopback runs on a busy 2-core machine, ~20 s batches:
+# 100/s: the lag swings by a batch's worth and comes back (keeps up); 200/s while another job took
+# the CPU: it climbs by ~4000 records in 140 s (falls behind).
+LAG_100 = [(0.0, 1828.0), (26.2, 2933.0), (56.9, 3457.0), (82.1, 2898.0), (103.4, 2390.0)]
+LAG_200 = [(0.0, 4706.0), (26.3, 5733.0), (64.8, 8222.0), (100.0, 7653.0), (140.4, 8596.0)]
+
+
+def test_decide_allows_for_batch_noise_but_not_for_growth() -> None:
+    se100 = bench.slope_se(LAG_100)
+    assert 5 < se100 < 12
+    # consumed 94.6 % over whole batches: within the noise, sustained ...
+    assert bench.decide(100, 100.07, 94.63, bench.slope(LAG_100), 4, 9784, se100)[0]
+    # ... and judged without it, the same window would fail
+    assert not bench.decide(100, 100.07, 94.63, bench.slope(LAG_100), 4, 9784)[0]
+    se200 = bench.slope_se(LAG_200)
+    ok, _, note = bench.decide(200, 200.08, 172.36, bench.slope(LAG_200), 4, 24194, se200)
+    assert not ok and "95 %" in note
+    # the allowance is two standard errors, not more
+    assert bench.decide(1000, 1000, 900, 0.0, 5, 100, lag_slope_se=25.1)[0]
+    assert not bench.decide(1000, 1000, 900, 0.0, 5, 100, lag_slope_se=24.9)[0]
+    assert bench.decide(1000, 1000, 1000, 70.0, 5, 100, lag_slope_se=10.0)[0]
+    assert not bench.decide(1000, 1000, 1000, 70.1, 5, 100, lag_slope_se=10.0)[0]
+
+
 # ---------------------------------------------------------------------------- tool output
 
 # kafka-producer-perf-test.sh of Kafka 4.1.2 (--num-records 300000 --record-size 160 --throughput 60000)
