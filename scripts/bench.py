@@ -766,7 +766,9 @@ class Lab(Environment):
             except (OSError, RuntimeError) as e2:
                 raise SystemExit(
                     f"bench --mode lab: the stream's metrics at {self.metrics_url} do not answer ({e}; "
-                    f"on the stream host: {e2}); is fms-stream running? (`scripts/lab.py status`)"
+                    f"on the stream host: {e2}); is fms-stream deployed and running? (`scripts/lab.py "
+                    "status`; site.yml may only check the pipeline hosts - deploy the pipeline with "
+                    "`scripts/lab.py converge --playbook pipeline`)"
                 ) from None
 
     def snapshot(self) -> Snapshot:
