@@ -437,5 +437,5 @@ def test_lab_metrics_fall_back_to_the_stream_host(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(
         bench.subprocess, "run", lambda argv, **_: bench.subprocess.CompletedProcess(argv, 1, "", "refused")
     )
-    with pytest.raises(SystemExit, match="is fms-stream running"):
+    with pytest.raises(SystemExit, match="is fms-stream deployed and running"):
         bench.Lab(a)
