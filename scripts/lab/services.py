@@ -13,7 +13,7 @@ from . import state
 
 # inventory group -> (label, URL template); {ip} is the host's private address.
 GROUP_URLS: dict[str, list[tuple[str, str]]] = {
-    "kafka": [("kafka", "SASL_SSL {ip}:9093")],
+    "kafka": [("kafka", "SASL_SSL {ip}:9092")],
     "hdfs_namenode": [("namenode-ui", "http://{ip}:9870/")],
     "spark_master": [
         ("spark-ui", "http://{ip}:8080/"),
