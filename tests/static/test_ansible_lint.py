@@ -66,6 +66,20 @@ def test_yamllint(target: str, tmp_path: Path) -> None:
 PLAYBOOKS = ["site.yml", "rolling_restart.yml", "pipeline.yml", "monitoring.yml"]
 
 
+def _run_ansible_lint(paths: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """ansible-lint, production profile, codeclimate JSON on stdout."""
+    lint = [
+        str(BIN / "ansible-lint"),
+        "--offline",
+        "--profile",
+        "production",
+        "--nocolor",
+        "-f",
+        "codeclimate",
+    ]
+    return subprocess.run([*lint, *paths], cwd=cwd, capture_output=True, text=True, env=ansible_env())
+
+
 @pytest.fixture(scope="module")
 def lint_findings() -> dict[str, list[str]]:
     """ansible-lint (production profile) once over every role and playbook; findings per file.
@@ -73,22 +87,7 @@ def lint_findings() -> dict[str, list[str]]:
     One run instead of one per role: the linter's start-up (collections, schemas) dominates.
     """
     paths = [f"roles/{r}" for r in _all_roles()] + [f"ansible/{p}" for p in PLAYBOOKS]
-    result = subprocess.run(
-        [
-            str(BIN / "ansible-lint"),
-            "--offline",
-            "--profile",
-            "production",
-            "--nocolor",
-            "-f",
-            "codeclimate",
-            *paths,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=ansible_env(),
-    )
+    result = _run_ansible_lint(paths, REPO)
     try:
         issues = json.loads(result.stdout or "[]")
     except ValueError:
@@ -137,22 +136,7 @@ def test_ansible_lint_reports_a_known_violation(tmp_path: Path) -> None:
     role = tmp_path / "roles" / "bad" / "tasks"
     role.mkdir(parents=True)
     (role / "main.yml").write_text("---\n- ansible.builtin.command: /bin/true\n", encoding="utf-8")
-    result = subprocess.run(
-        [
-            str(BIN / "ansible-lint"),
-            "--offline",
-            "--profile",
-            "production",
-            "--nocolor",
-            "-f",
-            "codeclimate",
-            "roles/bad",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=ansible_env(),
-    )
+    result = _run_ansible_lint(["roles/bad"], tmp_path)
     names = {i["check_name"] for i in json.loads(result.stdout or "[]")}
     assert result.returncode != 0 and any(n.startswith("name") for n in names), names
 
