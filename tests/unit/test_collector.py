@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import random
 import threading
 import time
@@ -12,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 from fms_jobs.collector.app import Collector, simulator_config
+from fms_jobs.collector.cli import main as collector_main
+from fms_jobs.collector.cli import parse_bad_kinds
 from fms_jobs.collector.config import (
     PASSWORD_ENV,
     CollectorConfig,
@@ -157,6 +161,9 @@ def test_load_config_file_env_and_overrides(tmp_path: Path, monkeypatch: pytest.
         ({"simulator": {"devices": 0}}, "devices must be >= 1"),
         ({"simulator": {"rate": -5}}, "rate must be > 0"),
         ({"simulator": {"bad_share": 2}}, "bad_share"),
+        ({"simulator": {"bad_kinds": {"out_of_rang": 1}}}, r"unknown kind\(s\) \['out_of_rang'\]"),
+        ({"simulator": {"bad_kinds": {"duplicate": 0}}}, "positive sum"),
+        ({"simulator": {"bad_kinds": {"duplicate": -1, "late_event": 2}}}, "weights must be >= 0"),
     ],
 )
 def test_config_errors(
@@ -167,6 +174,23 @@ def test_config_errors(
     p.write_text(yaml.safe_dump(doc))
     with pytest.raises(ConfigError, match=message):
         load_config(p)
+
+
+def test_bad_kinds_option_parses_names_and_weights() -> None:
+    assert parse_bad_kinds("out_of_range") == {"out_of_range": 1.0}
+    assert parse_bad_kinds("duplicate=2, late_event=0.5") == {"duplicate": 2.0, "late_event": 0.5}
+    for bad in ("", "duplicate=x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_bad_kinds(bad)
+
+
+def test_bad_kinds_option_reaches_the_simulator(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--bootstrap-servers", "127.0.0.1:9", "--security-protocol", "PLAINTEXT", "--print-config"]
+    assert collector_main([*argv, "--bad-share", "0.3", "--bad-kinds", "out_of_range"]) == 0
+    sim = json.loads(capsys.readouterr().out)["simulator"]
+    assert sim["bad_share"] == 0.3 and sim["bad_kinds"] == {"out_of_range": 1.0}
+    assert collector_main([*argv, "--bad-kinds", "nope"]) == 1
+    assert "unknown kind(s) ['nope']" in capsys.readouterr().err
 
 
 def test_config_file_errors(tmp_path: Path) -> None:

@@ -25,6 +25,20 @@ from fms_jobs.collector.config import ConfigError, load_config
 from fms_jobs.collector.producer import producer_config, redacted
 
 
+def parse_bad_kinds(text: str) -> dict[str, float]:
+    """``"out_of_range"`` or ``"duplicate=2,late_event=1"`` -> {kind: weight}; the config checks the names."""
+    kinds: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, weight = item.partition("=")
+        try:
+            kinds[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad weight in {item!r}: expected KIND=NUMBER") from None
+    if not kinds:
+        raise argparse.ArgumentTypeError("give at least one kind")
+    return kinds
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fms-collector", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -46,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, dest="simulator.rate", help="simulated records per second")
     p.add_argument("--seed", type=int, dest="simulator.seed")
     p.add_argument("--bad-share", type=float, dest="simulator.bad_share")
+    p.add_argument(
+        "--bad-kinds",
+        type=parse_bad_kinds,
+        dest="simulator.bad_kinds",
+        metavar="KIND[=WEIGHT],...",
+        help="inject only these bad-record kinds (e.g. out_of_range or duplicate=2,late_event=1)",
+    )
     p.add_argument("--duration", type=float, dest="duration_s", help="stop after this many seconds")
     p.add_argument("--max-records", type=int, dest="max_records")
     p.add_argument("--rules", dest="rules_path", help="quality rules file (simulator bad kinds)")

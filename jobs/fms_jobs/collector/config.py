@@ -39,6 +39,8 @@ from typing import Any
 
 import yaml
 
+from fms_jobs.simulator.faults import BadKind
+
 PASSWORD_ENV = "FMS_KAFKA_SASL_PASSWORD"
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
@@ -160,6 +162,15 @@ class CollectorConfig:
                 raise ConfigError("simulator: give rate or a positive interval_s")
             if not 0 <= s.bad_share <= 1:
                 raise ConfigError("simulator.bad_share must be within [0, 1]")
+            if s.bad_kinds is not None:
+                known = {k.value for k in BadKind}
+                unknown = sorted(set(s.bad_kinds) - known)
+                if unknown:
+                    raise ConfigError(
+                        f"simulator.bad_kinds: unknown kind(s) {unknown}; known: {sorted(known)}"
+                    )
+                if any(w < 0 for w in s.bad_kinds.values()) or sum(s.bad_kinds.values()) <= 0:
+                    raise ConfigError("simulator.bad_kinds: weights must be >= 0 with a positive sum")
         if not 0 <= self.metrics.port <= 65535:
             raise ConfigError("metrics.port must be a TCP port (0 disables)")
 
