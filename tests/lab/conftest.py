@@ -5,7 +5,8 @@ Terraform stack, with the artifact mirror, once per session in its own
 FMS_LAB_DIR; `test_down_leaves_nothing` tears it down and asserts nothing is
 left. Test order: tests without hosts first (fast feedback on a machine that
 cannot run the lab), then the ones on bare lab hosts, then site.yml and
-testinfra (test_lab_converge.py), then the teardown test.
+testinfra (test_lab_converge.py), the pipeline end to end (test_lab_pipeline.py),
+the alert drills (test_lab_alerts.py), then the teardown test.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from lab_support import APPLY, PROFILE, playbook_failures
 
 TEARDOWN_TESTS = ("test_down_leaves_nothing",)
 # Run on the converged lab, in this order.
-CONVERGE_MODULES = ("test_lab_converge.py",)
+CONVERGE_MODULES = ("test_lab_converge.py", "test_lab_pipeline.py", "test_lab_alerts.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

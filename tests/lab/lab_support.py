@@ -14,6 +14,7 @@ Terraform never creates.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,19 @@ def playbook_failures(run: Any, limit: int = 40) -> str:
     lines = run.log.read_text(errors="replace").splitlines()
     bad = [ln for ln in lines if ln.startswith(("fatal:", "failed:")) or "UNREACHABLE!" in ln]
     return "\n".join(bad[:limit]) or "\n".join(lines[-limit:])
+
+
+def host_ssh(name: str, command: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a shell command on a lab host (as root, over the lab's ssh config)."""
+    from lab import hosts
+
+    return hosts.ssh_run(state.load_hosts()[name]["ip"], command, timeout_s=timeout_s)
+
+
+def must(res: subprocess.CompletedProcess[str]) -> str:
+    """stdout of a command that has to succeed; else fail with its output."""
+    assert res.returncode == 0, f"rc={res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res.stdout
 
 
 def first_in_group(group: str, env: str = "primary") -> str:

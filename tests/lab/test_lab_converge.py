@@ -19,7 +19,7 @@ import time
 
 import pytest
 from lab import converge, state
-from lab_support import REPO, outputs, playbook_failures
+from lab_support import REPO, host_ssh, must, outputs, playbook_failures
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -98,17 +98,6 @@ def _kafka_shell_env() -> str:
     )
 
 
-def _host_ssh(name: str, command: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-    from lab import hosts
-
-    return hosts.ssh_run(state.load_hosts()[name]["ip"], command, timeout_s=timeout_s)
-
-
-def _must(res: subprocess.CompletedProcess[str]) -> str:
-    assert res.returncode == 0, f"rc={res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    return res.stdout
-
-
 def test_rolling_restart_under_load_loses_nothing(converged):
     """rolling_restart.yml while Kafka's VerifiableProducer writes with acks=all: 0 failed, 0 lost."""
     kafka_hosts = sorted(outputs()["inventory_groups"]["kafka"])
@@ -117,8 +106,8 @@ def test_rolling_restart_under_load_loses_nothing(converged):
     client = kafka_hosts[0]
     env = _kafka_shell_env()
     started = time.monotonic()
-    bootstrap = _must(
-        _host_ssh(client, "sed -n 's/^bootstrap.servers=//p' /etc/kafka/admin.properties")
+    bootstrap = must(
+        host_ssh(client, "sed -n 's/^bootstrap.servers=//p' /etc/kafka/admin.properties")
     ).strip() or ",".join(f"{h}:9092" for h in kafka_hosts)
     rf = min(3, len(kafka_hosts))
     admin = f"--bootstrap-server {bootstrap} --command-config /etc/kafka/admin.properties"
@@ -138,7 +127,7 @@ def test_rolling_restart_under_load_loses_nothing(converged):
         f"timeout 120 /opt/kafka/bin/kafka-topics.sh {admin} --create --if-not-exists --topic {PROBE_TOPIC} "
         f"--partitions 6 --replication-factor {rf}"
     )
-    _must(_host_ssh(client, prepare, timeout_s=180))
+    must(host_ssh(client, prepare, timeout_s=180))
     start = (
         f"{env} systemd-run --unit=fms-rolling-probe -p RuntimeMaxSec={MAX_PRODUCE_S + 120} "
         f"-p StandardOutput=file:{WORK}/producer.jsonl -p StandardError=file:{WORK}/producer.err "
@@ -147,17 +136,17 @@ def test_rolling_restart_under_load_loses_nothing(converged):
         f"--topic {PROBE_TOPIC} --bootstrap-server {bootstrap} --producer.config {WORK}/producer.properties "
         f"--throughput {PRODUCE_RATE} --max-messages {PRODUCE_RATE * MAX_PRODUCE_S}"
     )
-    _must(_host_ssh(client, start))
+    must(host_ssh(client, start))
     try:
         # Records flow before the first restart (bounded wait).
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            n = _host_ssh(client, f"grep -c producer_send_success {WORK}/producer.jsonl || true").stdout
+            n = host_ssh(client, f"grep -c producer_send_success {WORK}/producer.jsonl || true").stdout
             if int(n.strip() or 0) >= PRODUCE_RATE:
                 break
             time.sleep(3)
         else:
-            err = _host_ssh(client, f"tail -20 {WORK}/producer.err {WORK}/producer.jsonl").stdout
+            err = host_ssh(client, f"tail -20 {WORK}/producer.err {WORK}/producer.jsonl").stdout
             pytest.fail(f"the probe producer did not start sending:\n{err}")
         run = converge.run_playbook("primary", "rolling_restart")
         print(f"\nrolling restart under load: {run.summary()}")
@@ -166,10 +155,10 @@ def test_rolling_restart_under_load_loses_nothing(converged):
     finally:
         # SIGTERM: the tool flushes (bounded by delivery.timeout.ms), then prints tool_data.
         stop = "systemctl stop fms-rolling-probe; systemctl reset-failed fms-rolling-probe || true"
-        _host_ssh(client, stop, 700)
+        host_ssh(client, stop, 700)
     events = [
         json.loads(line)
-        for line in _host_ssh(client, f"cat {WORK}/producer.jsonl", 120).stdout.splitlines()
+        for line in host_ssh(client, f"cat {WORK}/producer.jsonl", 120).stdout.splitlines()
         if line.startswith("{")
     ]
     acked = {e["value"] for e in events if e.get("name") == "producer_send_success"}
@@ -182,7 +171,7 @@ def test_rolling_restart_under_load_loses_nothing(converged):
         f"--consumer.config /etc/kafka/admin.properties --topic {PROBE_TOPIC} --from-beginning "
         f"--timeout-ms 30000 --max-messages {len(acked)} 2>/dev/null"
     )
-    stored = set(_host_ssh(client, consume, 360).stdout.split())
+    stored = set(host_ssh(client, consume, 360).stdout.split())
     lost = acked - stored
     print(
         f"rolling restart under load: {len(acked)} records acked over {time.monotonic() - started:.0f}s, "
@@ -190,4 +179,4 @@ def test_rolling_restart_under_load_loses_nothing(converged):
     )
     assert not lost, f"{len(lost)} acknowledged records were lost, e.g. {sorted(lost)[:5]}"
     delete = f"{env} timeout 120 /opt/kafka/bin/kafka-topics.sh {admin} --delete --topic {PROBE_TOPIC}"
-    _host_ssh(client, delete, 180)
+    host_ssh(client, delete, 180)

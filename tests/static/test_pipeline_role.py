@@ -858,3 +858,33 @@ def test_preflight_rejects_bad_input(
     plays = _plays(output)
     assert plays == [plays[0]] and plays[0].startswith(PREFLIGHT_PLAY), plays
     assert "UNREACHABLE" not in output, "a host was contacted"
+
+
+def test_site_deploys_the_pipeline_last_and_checks_its_variables_first(tmp_path: Path) -> None:
+    """site.yml imports pipeline.yml as its last play; a bad pipeline variable stops its preflight."""
+    site = ANSIBLE_DIR / "site.yml"
+    plays = yaml.safe_load(site.read_text(encoding="utf-8"))
+    assert plays[-1].get("ansible.builtin.import_playbook") == "pipeline.yml", plays[-1]
+    result = subprocess.run(
+        [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            str(_write_inventory(tmp_path, _layout())),
+            str(site),
+            "-e",
+            f"fms_secrets_dir={tmp_path / 'secrets'}",
+            "-e",
+            "fms_pipeline_collector_devices=0",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=ansible_env(),
+        timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "invalid collector settings" in " ".join(output.split()), output[-4000:]
+    ran = _plays(output)
+    assert len(ran) == 1 and ran[0].startswith("Preflight"), ran
+    assert "UNREACHABLE" not in output, "a host was contacted"

@@ -23,7 +23,11 @@ Steps, each safe to repeat:
 3. **summarise**: per device - record count, avg/min/max/stddev of every sensor,
    motor averages, failures, anomalies, flagged records, dead letters attributed
    to the device and hour, and ``data_quality_score`` = clean stored records /
-   (stored + dead-lettered) records. Written as exactly one file per hour,
+   (stored + dead-lettered) records. The hour's dead letters are those with an
+   event time in H among the ones that arrived in Kafka (the dead-letter
+   partition) from H's start until its end + max lateness + 1 h; a future-dated
+   record that arrived before H began counts in no summary (it stays in the DLQ
+   with reason FUTURE_EVENT). Written as exactly one file per hour,
    ``year=/month=/day=/summary-<YYYYMMDDHH>.snappy.parquet`` (seed 004:
    partitioned by year/month/day): re-running replaces exactly that file.
 4. **fingerprint**: the names and sizes of the input files are recorded in

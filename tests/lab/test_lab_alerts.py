@@ -1,0 +1,166 @@
+"""Faults on the running lab reach an operator as alerts, and their fixes as resolutions.
+
+Runs last among the lab tests on the converged lab with the pipeline running (the conftest
+orders it after test_lab_pipeline.py). The test starts the webhook receiver the lab's
+Alertmanager sends to (inventory/lab: alertmanager_webhook_urls) and injects faults one
+way an operator would meet them:
+
+* a Kafka broker stops, while one collector sends a stated share of out-of-range readings:
+  KafkaBrokerDown for that broker and FmsQualityDimensionLow for the accuracy dimension
+  (and for no other dimension) are delivered; both resolve once the broker runs and the
+  collector sends good readings again;
+* the streaming job stops: FmsStreamingQueryStalled is delivered; it resolves after a restart.
+
+Each case prints the time from the fault to the delivered notification - the figures the
+closing note reports. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from fms_jobs.quality.reasons import ReasonCode
+from lab_support import REPO, host_ssh, must, outputs
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+LAB_MONITORING = REPO / "inventory" / "lab" / "group_vars" / "all" / "lab_monitoring.yml"
+# Fault -> delivered: scrape (15 s) + the rule's `for` (1 m) + evaluation (15 s) + group_wait (10 s),
+# with room for a loaded 2-core machine.
+FIRE_WITHIN_S = 300
+# Fix -> resolution delivered: the 2 m quality window, evaluation, group_interval (1 m).
+RESOLVE_WITHIN_S = 600
+BAD_SHARE = 0.3
+BAD_KIND = "out_of_range"
+DRILL_UNIT = "fms-alert-drill-collector"
+
+
+@dataclass
+class Notice:
+    at: float
+    status: str
+    labels: dict[str, str]
+
+
+@dataclass
+class Receiver:
+    """Every alert of every webhook notification Alertmanager delivered, with its arrival time."""
+
+    notices: list[Notice] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, payload: dict) -> None:
+        now = time.time()
+        with self.lock:
+            for alert in payload.get("alerts", []):
+                self.notices.append(Notice(now, alert.get("status", ""), alert.get("labels", {})))
+
+    def find(self, alertname: str, status: str, since: float, **labels: str) -> list[Notice]:
+        with self.lock:
+            return [
+                n
+                for n in self.notices
+                if n.at >= since
+                and n.status == status
+                and n.labels.get("alertname") == alertname
+                and all(n.labels.get(k) == v for k, v in labels.items())
+            ]
+
+    def wait(self, alertname: str, status: str, since: float, within: float, **labels: str) -> float:
+        """Seconds from `since` to the first matching notice; fails after `within` seconds."""
+        deadline = since + within
+        while time.time() < deadline:
+            found = self.find(alertname, status, since, **labels)
+            if found:
+                return found[0].at - since
+            time.sleep(2)
+        with self.lock:
+            seen = sorted({(n.labels.get("alertname", "?"), n.status) for n in self.notices if n.at >= since})
+        pytest.fail(f"no {status} {alertname} {labels or ''} delivered in {within:.0f}s; received: {seen}")
+
+
+@pytest.fixture(scope="module")
+def receiver(converged) -> Iterator[Receiver]:
+    url = urlsplit(yaml.safe_load(LAB_MONITORING.read_text())["alertmanager_webhook_urls"][0])
+    received = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            received.add(json.loads(body or b"{}"))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer((url.hostname, url.port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _groups() -> dict[str, list[str]]:
+    return outputs()["inventory_groups"]
+
+
+def test_broker_down_and_bad_records_alert_then_resolve(receiver):
+    broker = sorted(_groups()["kafka"])[-1]
+    collector = sorted(_groups()["collector"])[0]
+    dimension = ReasonCode(BAD_KIND.upper()).dimension.value
+    drill = (
+        f"systemctl stop fms-collector && systemd-run --unit={DRILL_UNIT} -p User=fms-collector"
+        " -p Group=fms-collector -p RuntimeMaxSec=1800 /opt/fms-jobs/venv/bin/fms-collector"
+        f" --config /etc/fms/collector.yml --bad-share {BAD_SHARE} --bad-kinds {BAD_KIND}"
+    )
+    fault = time.time()
+    must(host_ssh(broker, "systemctl stop kafka", 300))
+    try:
+        must(host_ssh(collector, drill, 180))
+        down = receiver.wait("KafkaBrokerDown", "firing", fault, FIRE_WITHIN_S, host=broker)
+        low = receiver.wait("FmsQualityDimensionLow", "firing", fault, FIRE_WITHIN_S, dimension=dimension)
+        under = receiver.find("KafkaUnderReplicatedPartitions", "firing", fault)
+        print(
+            f"\nfault -> delivered: KafkaBrokerDown {down:.0f}s; FmsQualityDimensionLow{{{dimension}}} "
+            f"{low:.0f}s with {BAD_SHARE:.0%} {BAD_KIND}; KafkaUnderReplicatedPartitions "
+            f"{'%.0fs' % (under[0].at - fault) if under else 'not delivered'}"
+        )
+        others = {
+            n.labels.get("dimension")
+            for n in receiver.find("FmsQualityDimensionLow", "firing", fault)
+            if n.labels.get("dimension") != dimension
+        }
+        assert not others, f"only {dimension} may fall below its bound, also got {others}"
+    finally:
+        fixed = time.time()
+        host_ssh(broker, "systemctl start kafka", 300)
+        host_ssh(collector, f"systemctl stop {DRILL_UNIT}; systemctl start fms-collector", 180)
+    up = receiver.wait("KafkaBrokerDown", "resolved", fixed, RESOLVE_WITHIN_S, host=broker)
+    good = receiver.wait("FmsQualityDimensionLow", "resolved", fixed, RESOLVE_WITHIN_S, dimension=dimension)
+    print(f"fix -> resolved: KafkaBrokerDown {up:.0f}s; FmsQualityDimensionLow{{{dimension}}} {good:.0f}s")
+
+
+def test_stopping_the_stream_fires_the_stalled_query_alert(receiver):
+    master = _groups()["spark_master"][0]
+    fault = time.time()
+    must(host_ssh(master, "systemctl stop fms-stream", 300))
+    try:
+        stalled = receiver.wait("FmsStreamingQueryStalled", "firing", fault, FIRE_WITHIN_S)
+        print(f"\nfault -> delivered: FmsStreamingQueryStalled {stalled:.0f}s after stopping fms-stream")
+    finally:
+        fixed = time.time()
+        host_ssh(master, "systemctl start fms-stream", 300)
+    back = receiver.wait("FmsStreamingQueryStalled", "resolved", fixed, RESOLVE_WITHIN_S)
+    print(f"fix -> resolved: FmsStreamingQueryStalled {back:.0f}s after starting fms-stream")
