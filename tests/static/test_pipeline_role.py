@@ -664,12 +664,14 @@ def test_job_runner_runs_the_units_command_with_extra_arguments(rendered: Path, 
     hourly = run("hourly_summary", "--hour", "2026-12-01T05", "--assume-closed")
     assert hourly.returncode == 0, hourly.stderr
     argv = hourly.stdout.splitlines()
-    assert argv[:3] == ["-u", "spark", "--"]
+    # the unit's User=, Group= and SupplementaryGroups= (it writes the node_exporter textfile)
+    assert argv[:7] == ["-u", "spark", "-g", "spark", "-G", "fms-metrics", "--"]
     assert "PYSPARK_PYTHON=/usr/bin/python3" in argv
     unit_argv = _exec_start(_out(rendered, MASTER) / "fms-hourly-summary.service")
     start = argv.index(unit_argv[0])
     assert argv[start:] == [*unit_argv, "--hour", "2026-12-01T05", "--assume-closed"]
     audit = run("audit").stdout.splitlines()
+    assert audit[:5] == ["-u", "spark", "-g", "spark", "--"]
     launcher = next(i for i, a in enumerate(audit) if a.endswith("/fms_spark_main.py"))
     assert audit[launcher + 1 :] == ["fms_jobs.batch.audit", "--config", "/etc/fms/stream.yml"]
     assert _option(audit, "--name") == "fms-audit"
