@@ -446,7 +446,21 @@ def stop(rec: HostRecord, timeout_s: float = STOP_TIMEOUT_S) -> None:
         still = wait_gone(leftovers, KILL_TIMEOUT_S)
         if still:
             raise HostError(f"{name}: processes {sorted(still)} survived SIGKILL")
+    remove_host_veth(name)
     rec["pid"] = rec["pid_start"] = None
+
+
+def remove_host_veth(name: str) -> None:
+    """Delete the host side of the host's veth pair if it outlived the host.
+
+    It normally goes with the container's network namespace, but the kernel can keep that
+    namespace alive for a while after the last process exited; the next boot of the host
+    would then fail on the existing interface. nspawn gives it the altname vb-<machine>
+    (the interface name itself is shortened with a hash), which `ip` resolves.
+    """
+    link = f"vb-{name}"
+    if subprocess.run(["ip", "link", "show", "dev", link], capture_output=True, check=False).returncode == 0:
+        subprocess.run(["ip", "link", "del", "dev", link], capture_output=True, check=False)
 
 
 def destroy(rec: HostRecord) -> None:
