@@ -12,15 +12,23 @@ way an operator would meet them:
   where the profile has more than one broker) and resolves once it runs again;
 * the streaming job stops: FmsStreamingQueryStalled is delivered; the job is started again.
 
+Last, with every service having run (the hourly job included), every metric name an alert or
+recording rule or a Grafana dashboard reads must be among the names the lab's Prometheus
+really scraped - the catalogue tests/monitoring checks the rules against is thereby held to
+the deployed software.
+
 Each case prints the time from the fault to the delivered notification - the figures the
 closing note reports. Every wait is bounded.
 """
 
 from __future__ import annotations
 
+import base64
+import importlib.util
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +37,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from fms_jobs.quality.reasons import ReasonCode
+from lab import state
 from lab_support import REPO, host_ssh, must, outputs
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -171,3 +180,77 @@ def test_stopping_the_stream_fires_the_stalled_query_alert(receiver):
     finally:
         # The stream resumes from its checkpoint (the resolution is not awaited: the lab ends here).
         must(host_ssh(master, "systemctl start fms-stream && systemctl is-active fms-stream", 300))
+
+
+# ---------------------------------------------------------------------------- metric names
+
+RULES_DIR = REPO / "roles" / "prometheus" / "files" / "rules"
+DASHBOARDS_DIR = REPO / "roles" / "grafana" / "files" / "dashboards"
+# Names the lab cannot export, with the reason; every other name must be scraped.
+NOT_IN_THE_LAB = {
+    "grafana_": "Grafana is not installed in the lab (no package source here)",
+    "fms_collector_api_": "the lab's collectors simulate devices; only the HTTP source calls an API",
+}
+
+
+def _promql_names():
+    spec = importlib.util.spec_from_file_location("promql_names", REPO / "tests/monitoring/promql_names.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.metric_names
+
+
+def _used_metric_names() -> tuple[dict[str, str], set[str]]:
+    """{metric name: first place that reads it} over rules and dashboards, and the recorded names."""
+    names = _promql_names()
+    used: dict[str, str] = {}
+    recorded: set[str] = set()
+    for path in sorted(RULES_DIR.glob("*.rules.yml")):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                recorded |= {rule["record"]} if "record" in rule else set()
+                for name in names(rule["expr"]):
+                    used.setdefault(name, f"{path.name}: {rule.get('alert') or rule.get('record')}")
+    for path in sorted(DASHBOARDS_DIR.glob("*.json")):
+        dash = json.loads(path.read_text())
+        exprs = [t["expr"] for panel in dash["panels"] for t in panel.get("targets", [])]
+        for var in dash.get("templating", {}).get("list", []):
+            if var.get("type") == "query":
+                exprs.append(var["query"]["query"] if isinstance(var["query"], dict) else var["query"])
+        for expr in exprs:
+            for name in names(expr):
+                used.setdefault(name, path.name)
+    return used, recorded
+
+
+def _scraped_metric_names() -> set[str]:
+    monitoring = _groups()["monitoring"][0]
+    ip = state.load_hosts()[monitoring]["ip"]
+    secrets = state.lab_dir() / "secrets" / "primary" / "monitoring"
+    password = (secrets / "prometheus-web.password").read_text()
+    request = urllib.request.Request(f"http://{ip}:9090/api/v1/label/__name__/values")
+    token = base64.b64encode(f"admin:{password.strip()}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return set(json.load(response)["data"])
+
+
+def test_rules_and_dashboards_read_only_metric_names_the_lab_scrapes(receiver):
+    used, recorded = _used_metric_names()
+    scraped = _scraped_metric_names()
+    expected = {
+        name: where
+        for name, where in used.items()
+        if name not in recorded
+        and not name.startswith("fms:threshold:")
+        and not any(name.startswith(prefix) for prefix in NOT_IN_THE_LAB)
+    }
+    missing = {name: where for name, where in sorted(expected.items()) if name not in scraped}
+    print(
+        f"\n{len(used)} metric names read by rules and dashboards; {len(expected)} expected on the lab, "
+        f"{len(expected) - len(missing)} scraped; skipped: {sorted(set(used) - set(expected) - recorded)}"
+    )
+    assert not missing, "read by rules/dashboards but never scraped on the lab:\n" + "\n".join(
+        f"  {name}  ({where})" for name, where in missing.items()
+    )

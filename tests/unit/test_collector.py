@@ -481,3 +481,12 @@ def test_collector_with_fake_producer(rules: QualityRules) -> None:
     assert summary.ok and summary.produced == 500 and summary.delivered == 500
     keys = {m["key"] for m in fakes[0].sent}
     assert keys == {str(i).encode() for i in range(1, 51)}
+
+
+def test_run_time_failure_exits_2_so_the_unit_restarts_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: Collector, stop: threading.Event) -> None:
+        raise OSError("Kafka client state corrupted")
+
+    monkeypatch.setattr(Collector, "run", broken)
+    argv = ["--bootstrap-servers", "127.0.0.1:9", "--security-protocol", "PLAINTEXT", "--metrics-port", "0"]
+    assert collector_main(argv) == 2

@@ -233,3 +233,19 @@ def test_jar_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         find_jars(KAFKA_CONNECTOR, [repo])
     monkeypatch.setenv("FMS_SPARK_JARS", "/a.jar, /b.jar")
     assert find_jars(KAFKA_CONNECTOR, [repo]) == ["/a.jar", "/b.jar"]
+
+
+def test_stream_entry_point_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """1 only for configuration errors (the unit does not restart those); 2 for run-time failures."""
+    import fms_jobs.sparkutil.session as session
+    from fms_jobs.streaming import __main__ as stream_main
+
+    assert stream_main.main(["--config", str(tmp_path / "missing.yml")]) == 1
+
+    def unreachable(*_: object, **__: object) -> None:
+        raise RuntimeError("All masters are unresponsive! Giving up.")
+
+    monkeypatch.setattr(session, "build_session", unreachable)
+    paths = [f"--{name}={tmp_path / name}" for name in ("processed", "dlq", "checkpoint")]
+    argv = ["--bootstrap-servers", "127.0.0.1:9", "--metrics-port", "0", *paths]
+    assert stream_main.main(argv) == 2

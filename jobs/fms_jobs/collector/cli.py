@@ -7,7 +7,8 @@ Examples::
     fms-collector --source http --api-url http://127.0.0.1:8080 --devices-spec 1-100 --interval 10
 
 Exit status: 0 when every record was acknowledged, 1 on a configuration
-error, 2 when records failed or were still pending at shutdown.
+error (the unit does not restart it), 2 when records failed or were still
+pending at shutdown, or on any failure at run time (the unit restarts it).
 """
 
 from __future__ import annotations
@@ -97,8 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     collector = Collector(cfg)
-    collector.metrics.serve(cfg.metrics.port, cfg.metrics.addr)
-    summary = collector.run(stop)
+    try:
+        collector.metrics.serve(cfg.metrics.port, cfg.metrics.addr)
+        summary = collector.run(stop)
+    except Exception:
+        # Not a configuration error: exit 2 so that the unit restarts the collector.
+        logging.getLogger("fms_jobs.collector").exception("fms-collector failed at run time")
+        return 2
     return 0 if summary.ok else 2
 
 

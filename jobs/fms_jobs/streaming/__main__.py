@@ -4,6 +4,11 @@ Deployed with spark-submit (the Kafka connector jars are installed into Spark by
 the spark role); ``--local-jars`` finds them in the artifact mirror instead, for
 local runs. SIGTERM stops the query between micro-batches' commits; a restart
 resumes exactly where the checkpoint says.
+
+Exit status: 0 stopped on request, 1 configuration error (restarting cannot help:
+the unit's RestartPreventExitStatus), 2 any failure at run time - a failed query
+(e.g. HDFS or Kafka unreachable for longer than the retries), an unreachable Spark
+master - so that systemd restarts the job.
 """
 
 from __future__ import annotations
@@ -14,8 +19,8 @@ import signal
 import sys
 import threading
 
-from fms_jobs.config import RulesError, load_rules
-from fms_jobs.streaming.config import StreamConfigError, load_stream_config
+from fms_jobs.config import QualityRules, RulesError, load_rules
+from fms_jobs.streaming.config import StreamConfig, StreamConfigError, load_stream_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,12 +61,22 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         cfg.spark_conf[key] = value
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return run(cfg, rules, a.local_jars)
+    except Exception:
+        # Not a configuration error: exit 2 so that the unit restarts the job.
+        logging.getLogger("fms_jobs.streaming").exception("fms-stream failed at run time")
+        return 2
+
+
+def run(cfg: StreamConfig, rules: QualityRules, local_jars: bool = False) -> int:
+    """Start the query and wait for SIGTERM/SIGINT or its end: 0 when stopped, 2 when it failed."""
     from fms_jobs.sparkutil.jars import KAFKA_CONNECTOR, find_jars
     from fms_jobs.sparkutil.session import build_session
     from fms_jobs.streaming.job import BatchProcessor, progress_listener, start_query
     from fms_jobs.streaming.metrics import StreamMetrics
 
-    jars = find_jars(KAFKA_CONNECTOR) if a.local_jars else []
+    jars = find_jars(KAFKA_CONNECTOR) if local_jars else []
     spark = build_session(cfg.app_name, cfg.master, cfg.spark_conf, jars)
     metrics = StreamMetrics(per_device=cfg.metrics.per_device)
     metrics.serve(cfg.metrics.port, cfg.metrics.addr)
@@ -74,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    while query.isActive and not stopping.is_set():
-        query.awaitTermination(1.0)
+    try:
+        while query.isActive and not stopping.is_set():
+            query.awaitTermination(1.0)
+    except Exception:  # awaitTermination re-raises the query's failure; query.exception() reports it
+        pass
     if query.isActive:
         query.stop()
     exc = query.exception()
