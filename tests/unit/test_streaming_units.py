@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -214,6 +215,15 @@ def test_hourly_textfile(tmp_path: Path) -> None:
     assert "fms_hourly_last_success_timestamp_seconds " in text
     assert 'fms_hourly_hours_processed{status="summarised"} 1' in text
     assert "fms_hourly_last_hour_timestamp_seconds 1705327200" in text
+
+
+def test_hourly_textfile_is_readable_by_node_exporter_under_the_units_umask(tmp_path: Path) -> None:
+    old = os.umask(0o027)  # the fms-hourly-summary unit's UMask
+    try:
+        write_textfile(str(tmp_path), [HourResult("2024-01-15T14:00Z", "summarised")])
+    finally:
+        os.umask(old)
+    assert (tmp_path / "fms_hourly.prom").stat().st_mode & 0o777 == 0o644
 
 
 def test_jar_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

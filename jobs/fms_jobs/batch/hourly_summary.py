@@ -388,6 +388,8 @@ def write_textfile(directory: str, results: list[HourResult]) -> None:
     tmp = os.path.join(directory, ".fms_hourly.prom.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
+    # node_exporter reads it as its own user; the job's unit runs with UMask=0027.
+    os.chmod(tmp, 0o644)
     os.replace(tmp, os.path.join(directory, "fms_hourly.prom"))
 
 
