@@ -60,8 +60,8 @@ test-integration: ## Loopback integration: real Kafka broker + local Spark
 test-monitoring: ## promtool rule tests, amtool config checks, dashboard checks
 	@$(PYTEST) tests/monitoring
 
-test-lab: ## Lab bring-up, convergence and testinfra (needs root)
-	@$(PYTEST) tests/lab
+test-lab: ## Lab bring-up, convergence, testinfra, pipeline and alert drills (needs root; -rP prints the measured figures)
+	@$(PYTEST) -rP tests/lab
 
 lint: ## Ruff and yamllint only
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/yamllint -s .
