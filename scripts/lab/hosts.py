@@ -458,9 +458,14 @@ def remove_host_veth(name: str) -> None:
     would then fail on the existing interface. nspawn gives it the altname vb-<machine>
     (the interface name itself is shortened with a hash), which `ip` resolves.
     """
-    link = f"vb-{name}"
-    if subprocess.run(["ip", "link", "show", "dev", link], capture_output=True, check=False).returncode == 0:
-        subprocess.run(["ip", "link", "del", "dev", link], capture_output=True, check=False)
+    if host_veth_exists(name):
+        subprocess.run(["ip", "link", "del", "dev", f"vb-{name}"], capture_output=True, check=False)
+
+
+def host_veth_exists(name: str) -> bool:
+    """The host side of the host's veth pair (altname vb-<machine>) still exists."""
+    res = subprocess.run(["ip", "link", "show", "dev", f"vb-{name}"], capture_output=True, check=False)
+    return res.returncode == 0
 
 
 def destroy(rec: HostRecord) -> None:

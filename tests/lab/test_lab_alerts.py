@@ -194,16 +194,18 @@ NOT_IN_THE_LAB = {
 
 
 def _promql_names():
+    """tests/monitoring/promql_names.py: the extractor and the dashboard walk its tests use."""
     spec = importlib.util.spec_from_file_location("promql_names", REPO / "tests/monitoring/promql_names.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.metric_names
+    return module
 
 
 def _used_metric_names() -> tuple[dict[str, str], set[str]]:
     """{metric name: first place that reads it} over rules and dashboards, and the recorded names."""
-    names = _promql_names()
+    promql = _promql_names()
+    names = promql.metric_names
     used: dict[str, str] = {}
     recorded: set[str] = set()
     for path in sorted(RULES_DIR.glob("*.rules.yml")):
@@ -212,15 +214,9 @@ def _used_metric_names() -> tuple[dict[str, str], set[str]]:
                 recorded |= {rule["record"]} if "record" in rule else set()
                 for name in names(rule["expr"]):
                     used.setdefault(name, f"{path.name}: {rule.get('alert') or rule.get('record')}")
-    for path in sorted(DASHBOARDS_DIR.glob("*.json")):
-        dash = json.loads(path.read_text())
-        exprs = [t["expr"] for panel in dash["panels"] for t in panel.get("targets", [])]
-        for var in dash.get("templating", {}).get("list", []):
-            if var.get("type") == "query":
-                exprs.append(var["query"]["query"] if isinstance(var["query"], dict) else var["query"])
-        for expr in exprs:
-            for name in names(expr):
-                used.setdefault(name, path.name)
+    for where, expr in promql.dashboard_queries(DASHBOARDS_DIR):
+        for name in names(expr):
+            used.setdefault(name, where)
     return used, recorded
 
 

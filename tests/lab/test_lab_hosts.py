@@ -348,11 +348,7 @@ def test_down_leaves_nothing(lab, lab_dir: Path):
         assert not hosts.cgroup_pids(name), f"processes left in {name}'s cgroups"
         assert not any(d.exists() for d in hosts.cgroup_dirs(name)), f"cgroups of {name} left"
     assert not network.lab_bridges(), "bridges left"
-    veths = [
-        n
-        for n in names
-        if subprocess.run(["ip", "link", "show", "dev", f"vb-{n}"], capture_output=True).returncode == 0
-    ]
+    veths = [n for n in names if hosts.host_veth_exists(n)]
     assert not veths, f"host-side veths left: {veths}"
     assert not network.tagged_rules(), "iptables rules left"
     mounts = Path("/proc/self/mountinfo").read_text()

@@ -8,7 +8,9 @@ and is not a keyword is a metric name. Grafana variables are neutralised.
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 KEYWORDS = {
     "by",
@@ -76,3 +78,18 @@ def metric_names(expr: str) -> set[str]:
             continue
         names.add(ident)
     return names
+
+
+def dashboard_queries(dashboards_dir: Path) -> list[tuple[str, str]]:
+    """(where, PromQL) of every panel target and query variable of the Grafana dashboards."""
+    out = []
+    for path in sorted(dashboards_dir.glob("*.json")):
+        dash = json.loads(path.read_text())
+        for panel in dash["panels"]:
+            for target in panel.get("targets", []):
+                out.append((f"{path.name}: {panel['title']}", target["expr"]))
+        for var in dash.get("templating", {}).get("list", []):
+            if var.get("type") == "query":
+                query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+                out.append((f"{path.name}: variable {var['name']}", query))
+    return out

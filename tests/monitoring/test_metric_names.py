@@ -5,12 +5,11 @@ the prometheus role. A later lab test compares the catalogue with a real scrape.
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 from conftest import CATALOGUE, DASHBOARDS_DIR, ROLES, all_rules, load_yaml
-from promql_names import metric_names
+from promql_names import dashboard_queries, metric_names
 
 JOBS = {
     "node",
@@ -38,20 +37,6 @@ def recorded() -> set[str]:
         "prometheus_alert_threshold_defaults"
     ]
     return records | {f"fms:threshold:{name}" for name in thresholds}
-
-
-def dashboard_queries() -> list[tuple[str, str]]:
-    out = []
-    for path in sorted(DASHBOARDS_DIR.glob("*.json")):
-        dash = json.loads(path.read_text())
-        for panel in dash["panels"]:
-            for target in panel.get("targets", []):
-                out.append((f"{path.name}: {panel['title']}", target["expr"]))
-        for var in dash.get("templating", {}).get("list", []):
-            if var.get("type") == "query":
-                query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
-                out.append((f"{path.name}: variable {var['name']}", query))
-    return out
 
 
 @pytest.mark.parametrize(
@@ -85,7 +70,9 @@ def test_rule_metric_names_are_known(rule):
 
 
 @pytest.mark.parametrize(
-    "where,expr", dashboard_queries(), ids=lambda x: x if isinstance(x, str) and ":" in x else None
+    "where,expr",
+    dashboard_queries(DASHBOARDS_DIR),
+    ids=lambda x: x if isinstance(x, str) and ":" in x else None,
 )
 def test_dashboard_metric_names_are_known(where, expr):
     unknown = metric_names(expr) - catalogue() - recorded()
@@ -101,7 +88,7 @@ def _jobs_in(expr: str) -> set[str]:
 
 def test_job_names_match_the_scrape_config():
     used = {job for rule in all_rules() for job in _jobs_in(rule["expr"])}
-    used |= {job for _, expr in dashboard_queries() for job in _jobs_in(expr)}
+    used |= {job for _, expr in dashboard_queries(DASHBOARDS_DIR) for job in _jobs_in(expr)}
     assert used <= JOBS, sorted(used - JOBS)
     template = (ROLES / "prometheus" / "templates" / "prometheus.yml.j2").read_text()
     for job in JOBS:

@@ -788,13 +788,15 @@ def test_build_ignores_caches(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- preflight
 
 
-def _pipeline(inventory: Path, secrets: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def _pipeline(
+    inventory: Path, secrets: Path, *extra: str, playbook: Path = PLAYBOOK
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             str(BIN / "ansible-playbook"),
             "-i",
             str(inventory),
-            str(PLAYBOOK),
+            str(playbook),
             "-e",
             f"fms_secrets_dir={secrets}",
             *extra,
@@ -867,23 +869,9 @@ def test_site_deploys_the_pipeline_last_and_checks_its_variables_first(tmp_path:
     site = ANSIBLE_DIR / "site.yml"
     plays = yaml.safe_load(site.read_text(encoding="utf-8"))
     assert plays[-1].get("ansible.builtin.import_playbook") == "pipeline.yml", plays[-1]
-    result = subprocess.run(
-        [
-            str(BIN / "ansible-playbook"),
-            "-i",
-            str(_write_inventory(tmp_path, _layout())),
-            str(site),
-            "-e",
-            f"fms_secrets_dir={tmp_path / 'secrets'}",
-            "-e",
-            "fms_pipeline_collector_devices=0",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=ansible_env(),
-        timeout=600,
-    )
+    inventory = _write_inventory(tmp_path, _layout())
+    bad = ["-e", "fms_pipeline_collector_devices=0"]
+    result = _pipeline(inventory, tmp_path / "secrets", *bad, playbook=site)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
     assert "invalid collector settings" in " ".join(output.split()), output[-4000:]
