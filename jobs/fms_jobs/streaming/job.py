@@ -47,6 +47,7 @@ import logging
 import math
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -531,25 +532,19 @@ class BatchProcessor:
                 return summary
             stored = self.processed_frame(j, batch_id, processed_at_ms)
             dlq = self.dlq_frame(j, batch_id, processed_at_ms)
-            n_files = self.cfg.output_files_per_batch
-            if summary.stored:
-                spread = (
-                    stored.coalesce(1) if n_files == 1 else stored.repartition(n_files, *PARTITION_COLUMNS)
-                )
-                (
-                    spread.sortWithinPartitions(*PARTITION_COLUMNS, "device_id", "timestamp")
-                    .write.mode("overwrite")
-                    .partitionBy(*PARTITION_COLUMNS)
-                    .parquet(self.processed.staging_dir(batch_id))
-                )
-                t = summary.mark("write_processed", t)
             dup_copies = summary.duplicates if self.rules.duplicates_dead_letter_copy else 0
             n_dlq = sum(summary.dead_lettered.values()) + dup_copies
+            # The outputs are independent Spark jobs of one or two tasks each, reading the cached
+            # batch: run them side by side so a batch costs the slowest write, not their sum.
+            writes: dict[str, Callable[[], None]] = {}
+            if summary.stored:
+                writes["write_processed"] = lambda: self._write_processed(stored, batch_id)
             if n_dlq:
-                dlq.coalesce(1).write.mode("overwrite").partitionBy(*PARTITION_COLUMNS).parquet(
-                    self.dlq.staging_dir(batch_id)
-                )
-                t = summary.mark("write_dlq", t)
+                writes["write_dlq"] = lambda: self._write_dlq(dlq, batch_id)
+                if self.cfg.dlq_topic_enabled and self.cfg.source == "kafka":
+                    writes["dlq_topic"] = lambda: self._publish_dlq_topic(dlq, batch_id)
+            summary.phases.update(run_side_by_side(writes))
+            t = summary.mark("writes", t)
             pubs = []
             if summary.stored:
                 pubs.append(self.processed.publish(batch_id))
@@ -558,12 +553,12 @@ class BatchProcessor:
             summary.files = sum(len(p.files) for p in pubs)
             commit_ms = max([p.committed_at_ms for p in pubs], default=int(time.time() * 1000))
             t = summary.mark("publish", t)
-            if n_dlq and self.cfg.dlq_topic_enabled and self.cfg.source == "kafka":
-                self._publish_dlq_topic(dlq, batch_id)
-                t = summary.mark("dlq_topic", t)
+            after: dict[str, Callable[[], None]] = {
+                "save_state": lambda: self._save_state(j, batch_id, state)
+            }
             if summary.stored:
-                self._latency(j, commit_ms, summary)
-            self._save_state(j, batch_id, state)
+                after["latency"] = lambda: self._latency(j, commit_ms, summary)
+            summary.phases.update(run_side_by_side(after))
             t = summary.mark("latency_and_state", t)
         finally:
             if j is not None:
@@ -571,6 +566,21 @@ class BatchProcessor:
             df.unpersist()
         self._finish(summary, t0)
         return summary
+
+    def _write_processed(self, stored: DataFrame, batch_id: int) -> None:
+        n_files = self.cfg.output_files_per_batch
+        spread = stored.coalesce(1) if n_files == 1 else stored.repartition(n_files, *PARTITION_COLUMNS)
+        (
+            spread.sortWithinPartitions(*PARTITION_COLUMNS, "device_id", "timestamp")
+            .write.mode("overwrite")
+            .partitionBy(*PARTITION_COLUMNS)
+            .parquet(self.processed.staging_dir(batch_id))
+        )
+
+    def _write_dlq(self, dlq: DataFrame, batch_id: int) -> None:
+        dlq.coalesce(1).write.mode("overwrite").partitionBy(*PARTITION_COLUMNS).parquet(
+            self.dlq.staging_dir(batch_id)
+        )
 
     def _summarise(
         self, j: DataFrame, summary: BatchSummary, state: dict[int, DeviceStats], batch_id: int
@@ -720,6 +730,40 @@ class BatchProcessor:
                 summary.seconds,
                 summary.phases,
             )
+
+
+def run_side_by_side(steps: Mapping[str, Callable[[], None]]) -> dict[str, float]:
+    """Run independent batch steps in parallel threads; seconds per step; the first error is raised.
+
+    Spark schedules jobs submitted from several driver threads concurrently (each thread is its
+    own JVM thread in PySpark's pinned-thread mode; ``InheritableThread`` keeps the job
+    properties and releases the JVM thread). One step runs in the calling thread.
+    """
+    from pyspark import InheritableThread
+
+    seconds: dict[str, float] = {}
+    errors: list[BaseException] = []
+
+    def timed(name: str, fn: Callable[[], None]) -> None:
+        t = time.time()
+        try:
+            fn()
+        except BaseException as e:  # re-raised in the caller's thread below
+            errors.append(e)
+        finally:
+            seconds[name] = round(time.time() - t, 3)
+
+    items = list(steps.items())
+    threads = [InheritableThread(target=timed, args=item, name=f"fms-{item[0]}") for item in items[1:]]
+    for th in threads:
+        th.start()
+    if items:
+        timed(*items[0])
+    for th in threads:
+        th.join()
+    if errors:
+        raise errors[0]
+    return seconds
 
 
 def reduce_and(cols: list[Column]) -> Column:
