@@ -3,7 +3,7 @@
 
   lab.py up [--env primary|dr] [--profile lab|minimal] [--emulator-url URL --no-apply] [--no-mirror]
   lab.py down [--env primary|dr ... | --all]      (default: --all)
-  lab.py converge [--env primary|dr] [--playbook site|rolling_restart|PATH] [-- ANSIBLE-ARGS...]
+  lab.py converge [--env primary|dr] [--playbook site|pipeline|rolling_restart|PATH] [ANSIBLE-ARGS...]
   lab.py testinfra [--env primary|dr] [PYTEST-ARGS...]
   lab.py status
   lab.py ssh HOST [command...]
@@ -50,11 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     p_conv.add_argument(
         "--playbook", default="site", help="site, pipeline, monitoring, rolling_restart or a playbook path"
     )
-    p_conv.add_argument("ansible_args", nargs=argparse.REMAINDER, help="passed on to ansible-playbook")
 
     p_infra = sub.add_parser("testinfra", help="run the testinfra suite (tests/infra) against an env's hosts")
     p_infra.add_argument("--env", default="primary", choices=sorted(envs.ENVS))
-    p_infra.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest")
 
     sub.add_parser(
         "status", help="emulator, mirror, and every host: roles, IP, state, ssh, systemd, memory, URLs"
@@ -64,7 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     p_ssh.add_argument("host")
     p_ssh.add_argument("cmd", nargs=argparse.REMAINDER)
 
-    args = parser.parse_args(argv)
+    # Arguments lab.py does not know go on, in order, to ansible-playbook (converge) or pytest
+    # (testinfra): `converge --playbook pipeline -e x=1`. (argparse.REMAINDER refused a first
+    # argument that looks like an option.) After `--` everything is passed on as it is.
+    args, passed_on = parser.parse_known_args(argv)
+    if passed_on and args.command not in ("converge", "testinfra"):
+        parser.error(f"unrecognized arguments: {' '.join(passed_on)}")
+    if passed_on[:1] == ["--"]:
+        passed_on = passed_on[1:]
+    args.ansible_args = args.pytest_args = passed_on
     if args.command == "up":
         orchestrate.up(
             args.env,
@@ -80,9 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         orchestrate.down(None if args.all or not args.env else args.env)
         return 0
     if args.command == "converge":
-        extra = [a for a in args.ansible_args if a != "--"]
         try:
-            run = converge.run_playbook(args.env, args.playbook, extra)
+            run = converge.run_playbook(args.env, args.playbook, args.ansible_args)
         except converge.ConvergeError as e:
             print(f"lab.py converge: {e}", file=sys.stderr)
             return 1
@@ -97,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "testinfra":
         inv = converge.inventory_for(args.env)
         cmd = [sys.executable, "-m", "pytest", "tests/infra", "--fms-inventory", inv]
-        cmd += ["--fms-inventory", "inventory/lab", *[a for a in args.pytest_args if a != "--"]]
+        cmd += ["--fms-inventory", "inventory/lab", *args.pytest_args]
         try:
             env = converge.ansible_env(args.env)
         except converge.ConvergeError as e:

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from . import discovery, hosts, mirror, network, preflight, progress, rootfs, state
+from . import discovery, hosts, mirror, network, preflight, progress, rootfs, services, state
 from .envs import ENVS, PROFILES, Env
 from .envs import env as get_env
 
@@ -451,6 +451,7 @@ def down(env_names: list[str] | None = None) -> None:
                 hosts.destroy(rec)
                 del all_hosts[name]
                 state.save_hosts(all_hosts)
+                services.forget([name])
         if everything or lab.get("mirror", {}).get("env") in targets:
             _stop_mirror(lab)
             state.save_lab(lab)
@@ -494,7 +495,7 @@ def _sweep_leftovers() -> None:
 # ---------------------------------------------------------------------------- status
 
 
-def services() -> dict[str, list[str]]:
+def service_urls() -> dict[str, list[str]]:
     """Service URLs per host, written by later steps into <lab>/services.json ({"host": ["url", ...]})."""
     try:
         return json.loads((state.lab_dir() / "services.json").read_text())
@@ -504,7 +505,7 @@ def services() -> dict[str, list[str]]:
 
 def collect_status() -> list[dict[str, Any]]:
     all_hosts = state.load_hosts()
-    urls = services()
+    urls = service_urls()
 
     def one(rec: hosts.HostRecord) -> dict[str, Any]:
         row = {k: rec.get(k) for k in ("name", "env", "role", "roles", "ip", "az")}

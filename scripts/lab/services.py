@@ -1,7 +1,8 @@
 """Where the converged lab's services answer, for `lab.py status` and the end of `make lab`.
 
 The ports are the roles' defaults (the lab overrides none of them). Written to
-<lab>/services.json after a successful converge; `status` shows them per host.
+<lab>/services.json after a successful converge; `status` shows them per host;
+`down` forgets the hosts it removes.
 """
 
 from __future__ import annotations
@@ -45,6 +46,18 @@ def record(env_name: str) -> None:
     except (OSError, ValueError):
         known = {}
     known.update(urls_by_host(env_name))
+    path.write_text(json.dumps(known, indent=2, sort_keys=True))
+
+
+def forget(names: list[str]) -> None:
+    """Drop removed hosts: a later lab may give their names other addresses (stale URLs in `status`)."""
+    path = state.lab_dir() / "services.json"
+    try:
+        known: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    for name in names:
+        known.pop(name, None)
     path.write_text(json.dumps(known, indent=2, sort_keys=True))
 
 

@@ -361,6 +361,8 @@ def test_down_leaves_nothing(lab, lab_dir: Path):
     assert not state.outputs_file("primary").exists()
     assert not (lab_dir / "hosts").exists()
     assert state.load_hosts() == {} and state.load_lab()["envs"] == {}
+    stale = sorted(set(orchestrate.service_urls()) & names)
+    assert not stale, f"service URLs of removed hosts left for `status`: {stale}"
     again = subprocess.run(
         [*lab_cli(), "down"], env=cli_env(lab_dir), text=True, capture_output=True, timeout=120
     )
