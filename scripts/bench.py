@@ -198,10 +198,42 @@ class Step:
     e2e_p99_ms: float | None = None
     e2e_samples: int = 0
     batch_mean_s: float | None = None
+    # mean seconds per micro-batch of each step of the stream (fms_stream_batch_phase_seconds_total)
+    batch_phases_s: dict[str, float] = field(default_factory=dict)
     drained: bool = False
     sustained: bool = False
     generator_bound: bool = False
     note: str = ""
+
+
+PHASES = "fms_stream_batch_phase_seconds_total"
+# the foreachBatch steps in order; their sum is query.addBatch
+SEQUENTIAL_PHASES = (
+    "prepare",
+    "read_classify_dedup",
+    "decide_and_count",
+    "writes",
+    "publish",
+    "latency_and_state",
+)
+
+
+def phase_means(a: Snapshot, b: Snapshot, batches: int) -> dict[str, float]:
+    """Mean seconds per micro-batch of every phase between two snapshots (+ Spark's overhead).
+
+    ``spark_overhead`` is what a trigger costs outside foreachBatch: offset and commit logs,
+    planning, the state store commit (query.triggerExecution - query.addBatch).
+    """
+    if batches <= 0:
+        return {}
+    out: dict[str, float] = {}
+    for (name, labels), v in b.items():
+        phase = dict(labels).get("phase")
+        if name == PHASES and phase:
+            out[phase] = round((v - a.get((name, labels), 0.0)) / batches, 3)
+    if "query.triggerExecution" in out and "query.addBatch" in out:
+        out["spark_overhead"] = round(max(0.0, out["query.triggerExecution"] - out["query.addBatch"]), 3)
+    return dict(sorted(out.items()))
 
 
 def decide(
@@ -286,7 +318,7 @@ def plot(result: Result, path: Path) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator
 
     summ = result.summary()
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5))
+    fig, (ax, ax2, ax3) = plt.subplots(1, 3, figsize=(18, 5))
     steps = result.steps
     x_all = [s.target_rate for s in steps]
     log_x = bool(x_all) and max(x_all) / max(min(x_all), 1e-9) >= 10
@@ -316,6 +348,7 @@ def plot(result: Result, path: Path) -> None:
         ax2.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax2.set_ylabel("records/s")
     ax2.set_title("throughput per rate step")
+    plot_phases(ax3, steps)
     for a in (ax, ax2):
         handles, labels = a.get_legend_handles_labels()
         uniq = dict(zip(labels, handles, strict=True))
@@ -331,6 +364,24 @@ def plot(result: Result, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_phases(ax: Any, steps: list[Step]) -> None:
+    """Stacked bars: where a micro-batch's time goes at each rate step (the profile)."""
+    shown = [s for s in steps if s.batch_phases_s]
+    labels = [f"{s.target_rate:g}" for s in shown]
+    bottom = [0.0] * len(shown)
+    for phase in (*SEQUENTIAL_PHASES, "spark_overhead"):
+        heights = [s.batch_phases_s.get(phase, 0.0) for s in shown]
+        if any(heights):
+            ax.bar(labels, heights, bottom=bottom, label=phase)
+            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    ax.set_xlabel("target rate (records/s)")
+    ax.set_ylabel("seconds per micro-batch (mean)")
+    ax.set_title("where a micro-batch's time goes")
+    ax.grid(True, axis="y", alpha=0.3)
+    if shown:
+        ax.legend(fontsize=8, loc="upper left")
 
 
 # ------------------------------------------------------------------------------- environments
@@ -1053,6 +1104,7 @@ def run_step(env: Environment, rate: float, a: argparse.Namespace, seed: int) ->
         s1, "fms_stream_batch_duration_seconds_sum"
     )
     step.batch_mean_s = bs / bc if bc else None
+    step.batch_phases_s = phase_means(s1, s2, step.batches)
     step.sustained, step.generator_bound, step.note = decide(
         rate,
         step.produced_rate,

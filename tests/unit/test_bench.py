@@ -250,10 +250,39 @@ def test_generator_slices_split_rate_and_fleet_contiguously() -> None:
 def test_plot_writes_a_png(tmp_path: Path) -> None:
     r = bench.Result("loopback", "20261201T000000Z", {})
     r.steps = [_step(200, 201, True), _step(500, 430, False, None)]
+    r.steps[0].batch_phases_s = {"read_classify_dedup": 1.2, "writes": 0.8, "spark_overhead": 0.4}
     r.kafka_ceiling_msgs_per_s = 12000.0
     out = tmp_path / "p.png"
     bench.plot(r, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_phase_means_are_per_batch_deltas_with_spark_overhead() -> None:
+    def snap(**phases: float) -> bench.Snapshot:
+        return {
+            (
+                bench.PHASES,
+                (
+                    (
+                        "phase",
+                        k.replace("__", "."),
+                    ),
+                ),
+            ): v
+            for k, v in phases.items()
+        }
+
+    a = snap(writes=10.0, query__addBatch=40.0, query__triggerExecution=50.0)
+    b = snap(writes=14.0, query__addBatch=60.0, query__triggerExecution=74.0, publish=2.0)
+    means = bench.phase_means(a, b, 4)
+    assert means == {
+        "publish": 0.5,
+        "query.addBatch": 5.0,
+        "query.triggerExecution": 6.0,
+        "spark_overhead": 1.0,
+        "writes": 1.0,
+    }
+    assert bench.phase_means(a, b, 0) == {}
 
 
 def test_public_settings_redact_client_secrets() -> None:

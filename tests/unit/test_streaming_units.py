@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -139,6 +140,7 @@ def test_record_batch_metrics_contract_names() -> None:
             "passed": {"completeness": 8, "accuracy": 9, "consistency": 7, "timeliness": 10},
             "clean": 6,
             "conserved": True,
+            "phases": {"read_classify_dedup": 1.5, "writes": 0.75, "writes.processed": 0.7},
             "devices": {
                 3: {
                     "in": 10,
@@ -163,6 +165,9 @@ def test_record_batch_metrics_contract_names() -> None:
         r.get_sample_value("fms_stream_device_records_total", {"device_id": "3", "outcome": "duplicate"}) == 1
     )
     assert r.get_sample_value("fms_stream_conservation_errors_total") == 0
+    phase = "fms_stream_batch_phase_seconds_total"
+    assert r.get_sample_value(phase, {"phase": "read_classify_dedup"}) == 1.5
+    assert r.get_sample_value(phase, {"phase": "writes.processed"}) == 0.7
     for name in (
         "fms_stream_batch_duration_seconds_count",
         "fms_stream_last_progress_timestamp_seconds",
@@ -259,3 +264,40 @@ def test_stream_entry_point_exit_codes(tmp_path: Path, monkeypatch: pytest.Monke
     paths = [f"--{name}={tmp_path / name}" for name in ("processed", "dlq", "checkpoint")]
     argv = ["--bootstrap-servers", "127.0.0.1:9", "--metrics-port", "0", *paths]
     assert stream_main.main(argv) == 2
+
+
+# ------------------------------------------------------------------ parallel batch steps
+
+
+def test_batch_steps_run_side_by_side_and_the_first_error_is_raised_after_all_finished() -> None:
+    import threading
+
+    from fms_jobs.streaming.job import run_side_by_side
+
+    # each step waits for the other: this only completes when they run at the same time
+    a_started, b_started = threading.Event(), threading.Event()
+
+    def a() -> None:
+        a_started.set()
+        assert b_started.wait(10), "step b did not run while step a ran"
+
+    def b() -> None:
+        b_started.set()
+        assert a_started.wait(10), "step a did not run while step b ran"
+
+    seconds = run_side_by_side({"a": a, "b": b})
+    assert set(seconds) == {"a", "b"} and all(v >= 0 for v in seconds.values())
+
+    finished: list[str] = []
+
+    def fails() -> None:
+        raise OSError("disk full")
+
+    def slow() -> None:
+        time.sleep(0.2)
+        finished.append("slow")
+
+    with pytest.raises(OSError, match="disk full"):
+        run_side_by_side({"fails": fails, "slow": slow})
+    assert finished == ["slow"]
+    assert run_side_by_side({}) == {}

@@ -245,6 +245,7 @@ class BatchSummary:
             "clean": self.clean,
             "conserved": self.conserved,
             "devices": self.devices,
+            "phases": self.phases,
         }
 
 
@@ -538,11 +539,11 @@ class BatchProcessor:
             # batch: run them side by side so a batch costs the slowest write, not their sum.
             writes: dict[str, Callable[[], None]] = {}
             if summary.stored:
-                writes["write_processed"] = lambda: self._write_processed(stored, batch_id)
+                writes["writes.processed"] = lambda: self._write_processed(stored, batch_id)
             if n_dlq:
-                writes["write_dlq"] = lambda: self._write_dlq(dlq, batch_id)
+                writes["writes.dlq"] = lambda: self._write_dlq(dlq, batch_id)
                 if self.cfg.dlq_topic_enabled and self.cfg.source == "kafka":
-                    writes["dlq_topic"] = lambda: self._publish_dlq_topic(dlq, batch_id)
+                    writes["writes.dlq_topic"] = lambda: self._publish_dlq_topic(dlq, batch_id)
             summary.phases.update(run_side_by_side(writes))
             t = summary.mark("writes", t)
             pubs = []
@@ -554,10 +555,10 @@ class BatchProcessor:
             commit_ms = max([p.committed_at_ms for p in pubs], default=int(time.time() * 1000))
             t = summary.mark("publish", t)
             after: dict[str, Callable[[], None]] = {
-                "save_state": lambda: self._save_state(j, batch_id, state)
+                "after_publish.state": lambda: self._save_state(j, batch_id, state)
             }
             if summary.stored:
-                after["latency"] = lambda: self._latency(j, commit_ms, summary)
+                after["after_publish.latency"] = lambda: self._latency(j, commit_ms, summary)
             summary.phases.update(run_side_by_side(after))
             t = summary.mark("latency_and_state", t)
         finally:
@@ -819,6 +820,8 @@ def progress_listener(metrics: StreamMetrics) -> Any:
                 metrics.processed_rate.set(float(p.processedRowsPerSecond or 0.0))
                 lag = sum(kafka_lag(src.latestOffset, src.endOffset) for src in p.sources)
                 metrics.kafka_lag.set(lag)
+                for step, ms in (p.durationMs or {}).items():
+                    metrics.phase_seconds.labels(phase=f"query.{step}").inc(float(ms) / 1000.0)
             except Exception:  # pragma: no cover - NaN or missing in idle progress
                 log.debug("progress metrics skipped", exc_info=True)
 

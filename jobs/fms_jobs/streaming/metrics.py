@@ -128,6 +128,15 @@ class StreamMetrics:
         self.dlq_topic_records = Counter(
             "fms_stream_dlq_topic_records", "Dead letters published to the dead-letter topic", registry=r
         )
+        self.phase_seconds = Counter(
+            "fms_stream_batch_phase_seconds",
+            "Seconds per micro-batch step, summed over batches: the foreachBatch steps in order "
+            "(prepare, read_classify_dedup, decide_and_count, writes, publish, latency_and_state), "
+            "their parallel parts (writes.*, after_publish.*) and Spark's own durations from the "
+            "query progress (query.*; query.addBatch is the whole foreachBatch)",
+            ["phase"],
+            registry=r,
+        )
         self.device_records = Counter(
             "fms_stream_device_records",
             "Records per device and outcome (stored, dead_lettered, duplicate)",
@@ -167,6 +176,8 @@ class StreamMetrics:
         if not summary["conserved"]:
             self.conservation_errors.inc()
         self.batch_rows.set(summary["in"])
+        for phase, seconds in summary.get("phases", {}).items():
+            self.phase_seconds.labels(phase=phase).inc(seconds)
         if self.per_device:
             for dev, d in summary["devices"].items():
                 dev_s = str(dev)
