@@ -648,6 +648,7 @@ class Loopback(Environment):
 # Role defaults (roles/kafka/defaults/main.yml, ansible/group_vars/all.yml,
 # roles/fms_pipeline/defaults/main.yml); the lab overrides none of them.
 LAB_KAFKA_CLIENT_PORT = 9092
+LAB_COLLECTOR_UNIT = "fms-collector.service"
 LAB_STREAM_METRICS_PORT = 9311
 LAB_VENV = "/opt/fms-jobs/venv"
 LAB_COLLECTOR_CONFIG = "/etc/fms/collector.yml"
@@ -805,6 +806,7 @@ class Lab(Environment):
             k, _, v = item.partition("=")
             self.kafka_conf[k] = v
         self.metrics_exec: list[str] | None = None
+        self.paused: list[list[str]] = []
         try:
             scrape(self.metrics_url)
         except OSError as e:
@@ -906,6 +908,48 @@ class Lab(Environment):
                 _kill_group(p, 10)
             if p.stdout:
                 p.stdout.close()
+
+    def pause_standing_collectors(self) -> list[str]:
+        """Stop the deployed fms-collector where the generators run; close() starts it again.
+
+        Its steady load (the lab fleet, ~100 msg/s) would otherwise count as the bench's.
+        """
+        paused = []
+        for ex in self.collector_execs:
+            res = subprocess.run(
+                [
+                    *ex,
+                    f"systemctl is-active --quiet {LAB_COLLECTOR_UNIT} && systemctl stop {LAB_COLLECTOR_UNIT}"
+                    " && echo stopped || true",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+            if "stopped" in res.stdout:
+                self.paused.append(ex)
+                paused.append(shlex.join(ex))
+        return paused
+
+    def close(self) -> None:
+        for ex in self.paused:
+            res = subprocess.run(
+                [*ex, f"systemctl start {LAB_COLLECTOR_UNIT}"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+            if res.returncode != 0:
+                print(
+                    f"bench: could not start {LAB_COLLECTOR_UNIT} again via {shlex.join(ex)}: "
+                    f"{res.stderr.strip()[-300:]}",
+                    file=sys.stderr,
+                )
+        self.paused = []
 
     def _kafka_tool(self, args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         assert self.kafka_exec
@@ -1179,6 +1223,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="collector config on the collector host (the end-offset probe's Kafka settings)",
     )
     g.add_argument("--kafka-exec", default=os.environ.get("FMS_BENCH_KAFKA_EXEC"))
+    g.add_argument(
+        "--keep-collectors",
+        action="store_true",
+        help=f"leave the deployed {LAB_COLLECTOR_UNIT} running (by default it is stopped during the run "
+        "and started again at the end: its load would count as the bench's)",
+    )
     g.add_argument("--probe-exec", help="where the end-offset probe runs (default: the first collector)")
     g.add_argument(
         "--metrics-exec",
@@ -1215,6 +1265,9 @@ def main(argv: list[str] | None = None) -> int:
             if a.mode == "loopback"
             else Lab(a)
         )
+        if isinstance(env, Lab) and not a.keep_collectors:
+            paused = env.pause_standing_collectors()
+            result.notes.append(f"stopped the deployed {LAB_COLLECTOR_UNIT} during the run: {paused}")
         print(f"bench: stream metrics {env.metrics_url}; warming the stream up", file=sys.stderr, flush=True)
         result.warmup = warm_stream(env, a)
         print(json.dumps({"warmup": result.warmup}), file=sys.stderr, flush=True)

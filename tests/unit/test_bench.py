@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shlex
 from pathlib import Path
 from typing import Any, ClassVar
@@ -468,3 +469,30 @@ def test_lab_metrics_fall_back_to_the_stream_host(monkeypatch: pytest.MonkeyPatc
     )
     with pytest.raises(SystemExit, match="is fms-stream deployed and running"):
         bench.Lab(a)
+
+
+def test_lab_pauses_the_deployed_collector_and_starts_it_again(tmp_path: Path, monkeypatch) -> None:
+    """Only an active collector is stopped, and close() starts exactly those again."""
+    log = tmp_path / "systemctl.log"
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "systemctl").write_text(
+        f'#!/bin/sh\necho "$@" >> {log}\n'
+        '[ "$1" = is-active ] && [ "$FMS_FAKE_ACTIVE" != 1 ] && exit 3\nexit 0\n'
+    )
+    (fake / "systemctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    lab = object.__new__(bench.Lab)
+    lab.paused = []
+    lab.collector_execs = [["env", "FMS_FAKE_ACTIVE=1", "sh", "-c"], ["env", "FMS_FAKE_ACTIVE=0", "sh", "-c"]]
+    assert lab.pause_standing_collectors() == ["env FMS_FAKE_ACTIVE=1 sh -c"]
+    lab.close()
+    unit = bench.LAB_COLLECTOR_UNIT
+    assert log.read_text().splitlines() == [
+        f"is-active --quiet {unit}",
+        f"stop {unit}",
+        f"is-active --quiet {unit}",
+        f"start {unit}",
+    ]
+    lab.close()  # nothing left to start
+    assert len(log.read_text().splitlines()) == 4
