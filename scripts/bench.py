@@ -200,6 +200,8 @@ class Step:
     batch_mean_s: float | None = None
     # mean seconds per micro-batch of each step of the stream (fms_stream_batch_phase_seconds_total)
     batch_phases_s: dict[str, float] = field(default_factory=dict)
+    # CPU cores busy during the window: the whole machine and each lab host (lab mode, same machine)
+    cpu_cores: dict[str, float] = field(default_factory=dict)
     drained: bool = False
     sustained: bool = False
     generator_bound: bool = False
@@ -234,6 +236,44 @@ def phase_means(a: Snapshot, b: Snapshot, batches: int) -> dict[str, float]:
     if "query.triggerExecution" in out and "query.addBatch" in out:
         out["spark_overhead"] = round(max(0.0, out["query.triggerExecution"] - out["query.addBatch"]), 3)
     return dict(sorted(out.items()))
+
+
+LAB_CGROUPS = (  # scripts/lab/hosts.py puts each host in <mount>/fms-lab/<host>
+    ("/sys/fs/cgroup/cpuacct/fms-lab/*/cpuacct.usage", 1e-9),  # cgroup v1: ns
+    ("/sys/fs/cgroup/fms-lab/*/cpu.stat", 1e-6),  # cgroup v2: usage_usec
+)
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far: the machine (``machine``, busy time of /proc/stat) and each lab host."""
+    import glob
+
+    out: dict[str, float] = {}
+    for pattern, scale in LAB_CGROUPS:
+        for path in glob.glob(pattern):
+            host = Path(path).parent.name
+            try:
+                text = Path(path).read_text()
+            except OSError:
+                continue
+            if path.endswith("cpu.stat"):
+                m = re.search(r"^usage_usec (\d+)", text, re.MULTILINE)
+                if not m:
+                    continue
+                text = m.group(1)
+            out.setdefault(host, int(text.strip()) * scale)
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        out["machine"] = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def cores_used(a: Mapping[str, float], b: Mapping[str, float], seconds: float) -> dict[str, float]:
+    if seconds <= 0:
+        return {}
+    return {k: round((b[k] - a[k]) / seconds, 2) for k in sorted(b) if k in a}
 
 
 def decide(
@@ -318,7 +358,7 @@ def plot(result: Result, path: Path) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator
 
     summ = result.summary()
-    fig, (ax, ax2, ax3) = plt.subplots(1, 3, figsize=(18, 5))
+    fig, ((ax, ax2), (ax3, ax4)) = plt.subplots(2, 2, figsize=(14, 10))
     steps = result.steps
     x_all = [s.target_rate for s in steps]
     log_x = bool(x_all) and max(x_all) / max(min(x_all), 1e-9) >= 10
@@ -349,6 +389,7 @@ def plot(result: Result, path: Path) -> None:
     ax2.set_ylabel("records/s")
     ax2.set_title("throughput per rate step")
     plot_phases(ax3, steps)
+    plot_cpu(ax4, steps)
     for a in (ax, ax2):
         handles, labels = a.get_legend_handles_labels()
         uniq = dict(zip(labels, handles, strict=True))
@@ -382,6 +423,26 @@ def plot_phases(ax: Any, steps: list[Step]) -> None:
     ax.grid(True, axis="y", alpha=0.3)
     if shown:
         ax.legend(fontsize=8, loc="upper left")
+
+
+def plot_cpu(ax: Any, steps: list[Step]) -> None:
+    """Stacked bars: CPU cores each lab host used per rate step, against the machine's cores."""
+    shown = [s for s in steps if s.cpu_cores]
+    labels = [f"{s.target_rate:g}" for s in shown]
+    hosts = sorted({h for s in shown for h in s.cpu_cores if h != "machine"})
+    bottom = [0.0] * len(shown)
+    for h in hosts:
+        heights = [s.cpu_cores.get(h, 0.0) for s in shown]
+        ax.bar(labels, heights, bottom=bottom, label=h.removeprefix("fms-lab-"))
+        bottom = [b + v for b, v in zip(bottom, heights, strict=True)]
+    if shown:
+        ax.plot(labels, [s.cpu_cores.get("machine", 0.0) for s in shown], "k^-", label="whole machine busy")
+        ax.axhline(os.cpu_count() or 1, color="red", ls="--", label=f"{os.cpu_count()} cores")
+        ax.legend(fontsize=7, loc="upper left")
+    ax.set_xlabel("target rate (records/s)")
+    ax.set_ylabel("CPU cores busy (window mean)")
+    ax.set_title("CPU per lab host")
+    ax.grid(True, axis="y", alpha=0.3)
 
 
 # ------------------------------------------------------------------------------- environments
@@ -1098,12 +1159,15 @@ def run_step(env: Environment, rate: float, a: argparse.Namespace, seed: int) ->
         rate, n, a.devices, a.first_device_id, a.warmup + commit_wait + a.batch_timeout + 30, seed
     )
     s1 = s2 = None
+    cpu1: dict[str, float] = {}
+    cpu2: dict[str, float] = {}
     stalled = ""
     try:
         time.sleep(a.warmup)
         snap0 = env.snapshot()
         # window start = a batch completion (the consumed count then covers whole batches)
         s1, t1 = wait_batch(env, value(snap0, BATCHES), a.batch_timeout)
+        cpu1 = cpu_seconds()
         o1 = env.end_offsets()
         pos = Position(env, s1, o1)
         points = [(0.0, pos.lag(s1, o1))]
@@ -1117,6 +1181,7 @@ def run_step(env: Environment, rate: float, a: argparse.Namespace, seed: int) ->
             snap, t = wait_batch(env, value(seen, BATCHES), max(1.0, deadline - time.monotonic()))
             seen = snap
             if t - last_probe >= a.sample_every or t - t1 >= a.window:
+                cpu2 = cpu_seconds()
                 o = env.end_offsets()
                 s2, t2, o2, last_probe = snap, t, o, t
                 points.append((t - t1, pos.lag(snap, o)))
@@ -1149,6 +1214,7 @@ def run_step(env: Environment, rate: float, a: argparse.Namespace, seed: int) ->
     )
     step.batch_mean_s = bs / bc if bc else None
     step.batch_phases_s = phase_means(s1, s2, step.batches)
+    step.cpu_cores = cores_used(cpu1, cpu2, dt)
     step.sustained, step.generator_bound, step.note = decide(
         rate,
         step.produced_rate,

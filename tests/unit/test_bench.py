@@ -252,6 +252,7 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     r = bench.Result("loopback", "20261201T000000Z", {})
     r.steps = [_step(200, 201, True), _step(500, 430, False, None)]
     r.steps[0].batch_phases_s = {"read_classify_dedup": 1.2, "writes": 0.8, "spark_overhead": 0.4}
+    r.steps[0].cpu_cores = {"fms-lab-kafka-1": 0.3, "fms-lab-spark-worker-1": 0.9, "machine": 1.4}
     r.kafka_ceiling_msgs_per_s = 12000.0
     out = tmp_path / "p.png"
     bench.plot(r, out)
@@ -284,6 +285,14 @@ def test_phase_means_are_per_batch_deltas_with_spark_overhead() -> None:
         "writes": 1.0,
     }
     assert bench.phase_means(a, b, 0) == {}
+
+
+def test_cores_used_per_host_and_machine_between_two_samples() -> None:
+    a = {"machine": 100.0, "fms-lab-kafka-1": 10.0}
+    b = {"machine": 130.0, "fms-lab-kafka-1": 16.0, "fms-lab-new-1": 5.0}
+    assert bench.cores_used(a, b, 20.0) == {"fms-lab-kafka-1": 0.3, "machine": 1.5}
+    assert bench.cores_used(a, b, 0.0) == {}
+    assert bench.cpu_seconds()["machine"] > 0  # /proc/stat of this machine
 
 
 def test_public_settings_redact_client_secrets() -> None:

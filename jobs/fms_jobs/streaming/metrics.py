@@ -132,7 +132,7 @@ class StreamMetrics:
             "fms_stream_batch_phase_seconds",
             "Seconds per micro-batch step, summed over batches: the foreachBatch steps in order "
             "(prepare, read_classify_dedup, decide_and_count, writes, publish, latency_and_state), "
-            "their parallel parts (writes.*, after_publish.*) and Spark's own durations from the "
+            "their parallel parts (writes.*, publish.*, after_publish.*) and Spark's own durations from the "
             "query progress (query.*; query.addBatch is the whole foreachBatch)",
             ["phase"],
             registry=r,
