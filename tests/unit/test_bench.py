@@ -274,15 +274,16 @@ def test_phase_means_are_per_batch_deltas_with_spark_overhead() -> None:
             for k, v in phases.items()
         }
 
-    a = snap(writes=10.0, query__addBatch=40.0, query__triggerExecution=50.0)
-    b = snap(writes=14.0, query__addBatch=60.0, query__triggerExecution=74.0, publish=2.0)
+    a = snap(writes=10.0, query__addBatch=40.0, query__triggerExecution=50.0, writes__dlq=3.0)
+    b = snap(writes=14.0, query__addBatch=60.0, query__triggerExecution=74.0, publish=2.0, writes__dlq=5.0)
     means = bench.phase_means(a, b, 4)
     assert means == {
         "publish": 0.5,
         "query.addBatch": 5.0,
         "query.triggerExecution": 6.0,
-        "spark_overhead": 1.0,
+        "spark_overhead": 4.5,  # 6.0 - (writes 1.0 + publish 0.5); parallel parts not counted
         "writes": 1.0,
+        "writes.dlq": 0.5,
     }
     assert bench.phase_means(a, b, 0) == {}
 
