@@ -826,6 +826,15 @@ def progress_listener(metrics: StreamMetrics) -> Any:
                 metrics.kafka_lag.set(lag)
                 for step, ms in (p.durationMs or {}).items():
                     metrics.phase_seconds.labels(phase=f"query.{step}").inc(float(ms) / 1000.0)
+                # duplicate detection's state store, summed over its tasks (task time, not wall time):
+                # evicting keys behind the watermark scans the whole store every batch
+                for op in p.stateOperators or []:
+                    for name, ms in (
+                        ("updates", op.allUpdatesTimeMs),
+                        ("removals", op.allRemovalsTimeMs),
+                        ("commit", op.commitTimeMs),
+                    ):
+                        metrics.phase_seconds.labels(phase=f"state.{name}").inc(float(ms or 0) / 1000.0)
             except Exception:  # pragma: no cover - NaN or missing in idle progress
                 log.debug("progress metrics skipped", exc_info=True)
 

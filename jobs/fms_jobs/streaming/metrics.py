@@ -133,7 +133,8 @@ class StreamMetrics:
             "Seconds per micro-batch step, summed over batches: the foreachBatch steps in order "
             "(prepare, read_classify_dedup, decide_and_count, writes, publish, latency_and_state), "
             "their parallel parts (writes.*, publish.*, after_publish.*) and Spark's own durations from the "
-            "query progress (query.*; query.addBatch is the whole foreachBatch)",
+            "query progress (query.*; query.addBatch is the whole foreachBatch) and the duplicate "
+            "detection state store's task time (state.updates, state.removals, state.commit)",
             ["phase"],
             registry=r,
         )
