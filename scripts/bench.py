@@ -1248,7 +1248,7 @@ def public_settings(a: argparse.Namespace) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=["lab", "loopback"], default=os.environ.get("FMS_BENCH_MODE", "lab"))
-    p.add_argument("--rates", default="500,1000,2000,5000,10000,20000,50000")
+    p.add_argument("--rates", default="500,1000,2000,3000,4000,5000,7500,10000,20000,50000")
     p.add_argument("--window", type=float, default=60.0, help="minimum measurement window per rate (s)")
     p.add_argument("--min-batches", type=int, default=4, help="minimum micro-batches per window")
     p.add_argument("--warmup", type=float, default=20.0, help="load before the window of each rate (s)")

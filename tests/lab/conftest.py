@@ -25,7 +25,12 @@ from lab_support import APPLY, PROFILE, playbook_failures
 
 TEARDOWN_TESTS = ("test_down_leaves_nothing",)
 # Run on the converged lab, in this order.
-CONVERGE_MODULES = ("test_lab_converge.py", "test_lab_pipeline.py", "test_lab_alerts.py")
+CONVERGE_MODULES = (
+    "test_lab_converge.py",
+    "test_lab_pipeline.py",
+    "test_lab_bench.py",
+    "test_lab_alerts.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
