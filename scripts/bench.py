@@ -843,6 +843,18 @@ def resolve_lab_args(a: argparse.Namespace) -> LabSettings | None:
     return s
 
 
+def remote(exec_argv: list[str], command: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a shell command through an exec prefix (`ssh -F <lab ssh config> HOST`): text, never raises."""
+    return subprocess.run(
+        [*exec_argv, command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 class Lab(Environment):
     """The deployed lab: collectors and the Kafka tools run on lab hosts through an exec prefix."""
 
@@ -895,14 +907,7 @@ class Lab(Environment):
             "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
             f"'http://127.0.0.1:{port}/metrics', timeout=10).read().decode())"
         )
-        res = subprocess.run(
-            [*self.metrics_exec, shlex.join(["python3", "-c", fetch])],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        res = remote(self.metrics_exec, shlex.join(["python3", "-c", fetch]), 60)
         if res.returncode != 0:
             raise OSError(f"metrics via {shlex.join(self.metrics_exec)}: {res.stderr.strip()[-300:]}")
         return parse_metrics(res.stdout)
@@ -910,7 +915,7 @@ class Lab(Environment):
     def end_offsets(self) -> int:
         if self.kafka_conf:  # client settings given: probe from this machine
             return end_offsets(self.bootstrap, RAW, self.kafka_conf)
-        remote = shlex.join(
+        probe = shlex.join(
             [
                 f"{LAB_VENV}/bin/python",
                 "-c",
@@ -919,14 +924,7 @@ class Lab(Environment):
                 RAW,
             ]
         )
-        res = subprocess.run(
-            [*self.probe_exec, remote],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        res = remote(self.probe_exec, probe, 60)
         total = parse_offsets(res.stdout, RAW)
         if total is None:
             raise RuntimeError(f"offset probe failed (rc {res.returncode}): {res.stderr.strip()[-500:]}")
@@ -956,13 +954,7 @@ class Lab(Environment):
         for p in procs:
             pid = _first_line(p, 10.0) if p.poll() is None else ""
             if pid.isdigit():
-                subprocess.run(
-                    [*p.fms_exec, f"kill -TERM {pid} 2>/dev/null || true"],
-                    capture_output=True,
-                    timeout=30,
-                    check=False,
-                    stdin=subprocess.DEVNULL,
-                )
+                remote(p.fms_exec, f"kill -TERM {pid} 2>/dev/null || true", 30)
         deadline = time.monotonic() + timeout
         for p in procs:
             try:
@@ -979,17 +971,9 @@ class Lab(Environment):
         """
         paused = []
         for ex in self.collector_execs:
-            res = subprocess.run(
-                [
-                    *ex,
-                    f"systemctl is-active --quiet {LAB_COLLECTOR_UNIT} && systemctl stop {LAB_COLLECTOR_UNIT}"
-                    " && echo stopped || true",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-                stdin=subprocess.DEVNULL,
+            unit = LAB_COLLECTOR_UNIT
+            res = remote(
+                ex, f"systemctl is-active --quiet {unit} && systemctl stop {unit} && echo stopped", 120
             )
             if "stopped" in res.stdout:
                 self.paused.append(ex)
@@ -998,14 +982,7 @@ class Lab(Environment):
 
     def close(self) -> None:
         for ex in self.paused:
-            res = subprocess.run(
-                [*ex, f"systemctl start {LAB_COLLECTOR_UNIT}"],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
+            res = remote(ex, f"systemctl start {LAB_COLLECTOR_UNIT}", 120)
             if res.returncode != 0:
                 print(
                     f"bench: could not start {LAB_COLLECTOR_UNIT} again via {shlex.join(ex)}: "
@@ -1016,14 +993,7 @@ class Lab(Environment):
 
     def _kafka_tool(self, args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         assert self.kafka_exec
-        return subprocess.run(
-            [*self.kafka_exec, f"{self.kafka_home}/bin/{args}"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        return remote(self.kafka_exec, f"{self.kafka_home}/bin/{args}", timeout)
 
     def kafka_ceiling(self, records: int, record_size: int, partitions: int) -> tuple[float | None, str]:
         if not self.kafka_exec:
