@@ -301,3 +301,16 @@ def test_batch_steps_run_side_by_side_and_the_first_error_is_raised_after_all_fi
         run_side_by_side({"fails": fails, "slow": slow})
     assert finished == ["slow"]
     assert run_side_by_side({}) == {}
+
+
+def test_batch_steps_run_without_an_active_spark_context_after_one_stopped(monkeypatch) -> None:
+    """A stopped SparkContext leaves PySpark's pinned-thread gateway behind; steps must still run."""
+    from fms_jobs.streaming.job import run_side_by_side
+    from py4j.clientserver import ClientServer
+    from pyspark import SparkContext
+
+    monkeypatch.setattr(SparkContext, "_gateway", object.__new__(ClientServer))
+    monkeypatch.setattr(SparkContext, "_active_spark_context", None)
+    ran: list[str] = []
+    seconds = run_side_by_side({"a": lambda: ran.append("a"), "b": lambda: ran.append("b")})
+    assert sorted(ran) == ["a", "b"] and set(seconds) == {"a", "b"}

@@ -742,9 +742,14 @@ def run_side_by_side(steps: Mapping[str, Callable[[], None]]) -> dict[str, float
 
     Spark schedules jobs submitted from several driver threads concurrently (each thread is its
     own JVM thread in PySpark's pinned-thread mode; ``InheritableThread`` keeps the job
-    properties and releases the JVM thread). One step runs in the calling thread.
+    properties and releases the JVM thread - it needs an active SparkContext, plain threads
+    serve steps without Spark). One step runs in the calling thread.
     """
-    from pyspark import InheritableThread
+    import threading
+
+    from pyspark import InheritableThread, SparkContext
+
+    thread_class = InheritableThread if SparkContext._active_spark_context is not None else threading.Thread
 
     seconds: dict[str, float] = {}
     errors: list[BaseException] = []
@@ -759,7 +764,7 @@ def run_side_by_side(steps: Mapping[str, Callable[[], None]]) -> dict[str, float
             seconds[name] = round(time.time() - t, 3)
 
     items = list(steps.items())
-    threads = [InheritableThread(target=timed, args=item, name=f"fms-{item[0]}") for item in items[1:]]
+    threads = [thread_class(target=timed, args=item, name=f"fms-{item[0]}") for item in items[1:]]
     for th in threads:
         th.start()
     if items:
