@@ -397,6 +397,22 @@ def console_tail(name: str, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+JOURNAL_LINES = 20000
+
+
+def save_journal(rec: HostRecord) -> Path | None:
+    """The host's journal (last JOURNAL_LINES lines) into logs/ before the host goes: the
+    services' own account of a failed run outlives the lab (CI keeps the lab directory)."""
+    if nspawn_pid(rec) is None:
+        return None
+    res = ssh_run(rec["ip"], f"journalctl --no-pager -o short-iso -n {JOURNAL_LINES}", timeout_s=60)
+    if res.returncode != 0 or not res.stdout:
+        return None
+    path = state.logs_dir() / f"{rec['name']}.journal.log"
+    path.write_text(res.stdout)
+    return path
+
+
 def wait_ready(rec: HostRecord, timeout_s: float = BOOT_TIMEOUT_S) -> HostRecord:
     """Bounded wait until the host answers ssh as itself and systemd has finished booting.
 

@@ -448,6 +448,7 @@ def down(env_names: list[str] | None = None) -> None:
         for name, rec in sorted(all_hosts.items()):
             if rec["env"] in targets:
                 progress.step(f"hosts: removing {name} ({rec['ip']})")
+                hosts.save_journal(rec)
                 hosts.destroy(rec)
                 del all_hosts[name]
                 state.save_hosts(all_hosts)

@@ -52,6 +52,17 @@ def test_master_running(platform, spark_master_node):
         assert listening(host, port)
 
 
+def test_master_recovers_its_applications_after_a_restart(platform, spark_master_node):
+    """Recovery state on local disk: the registered workers (and running applications) are
+    persisted there, so a restarted master adopts them instead of killing their executors."""
+    host = platform.host(spark_master_node)
+    env = host.check_output("systemctl show -p Environment spark-master")
+    assert "-Dspark.deploy.recoveryMode=FILESYSTEM" in env, env
+    directory = env.split("-Dspark.deploy.recoveryDirectory=", 1)[1].split()[0].strip('"')
+    listing = host.check_output(f"ls -1 {directory}")
+    assert any(name.startswith("worker_") for name in listing.split()), f"no worker persisted in {directory}"
+
+
 def test_worker_running(platform, spark_worker_node):
     host = platform.host(spark_worker_node)
     assert host.service("spark-worker").is_running and host.service("spark-worker").is_enabled

@@ -46,6 +46,10 @@ def test_bench_measures_a_rate_and_the_kafka_ceiling_and_restores_the_collectors
         "--warm-batches=1",
         "--ceiling-records=200000",
         "--max-minutes=10",
+        # a stalled stream fails the bench with its own message, well inside this test's timeout
+        "--stream-warmup-timeout=300",
+        "--batch-timeout=200",
+        "--drain-timeout=240",
         f"--out={out}",
     ]
     started = time.monotonic()

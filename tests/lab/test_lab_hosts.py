@@ -363,6 +363,10 @@ def test_down_leaves_nothing(lab, lab_dir: Path):
     assert state.load_hosts() == {} and state.load_lab()["envs"] == {}
     stale = sorted(set(orchestrate.service_urls()) & names)
     assert not stale, f"service URLs of removed hosts left for `status`: {stale}"
+    # each host's journal is kept for the post-mortem of a failed run
+    for name in names:
+        journal = state.logs_dir() / f"{name}.journal.log"
+        assert journal.exists() and "systemd" in journal.read_text(errors="replace"), f"no journal of {name}"
     again = subprocess.run(
         [*lab_cli(), "down"], env=cli_env(lab_dir), text=True, capture_output=True, timeout=120
     )

@@ -314,3 +314,46 @@ def test_batch_steps_run_without_an_active_spark_context_after_one_stopped(monke
     ran: list[str] = []
     seconds = run_side_by_side({"a": lambda: ran.append("a"), "b": lambda: ran.append("b")})
     assert sorted(ran) == ["a", "b"] and set(seconds) == {"a", "b"}
+
+
+# ------------------------------------------------------------------ stall watchdog
+
+
+def test_stall_watchdog_fires_only_after_the_limit_without_progress() -> None:
+    from fms_jobs.streaming.watchdog import StallWatchdog
+
+    now = [1000.0]
+    dog = StallWatchdog(300, clock=lambda: now[0])
+    now[0] += 299
+    assert dog.stalled() is None
+    dog.beat("batch 7")
+    now[0] += 300
+    assert dog.stalled() is None, "a beat restarts the count"
+    now[0] += 1
+    reason = dog.stalled()
+    assert reason is not None and "301 s" in reason and "batch 7" in reason
+    off = StallWatchdog(0, clock=lambda: now[0])
+    now[0] += 10**6
+    assert off.stalled() is None, "0 disables the watchdog"
+    with pytest.raises(ValueError, match=">= 0"):
+        StallWatchdog(-1)
+
+
+@pytest.mark.parametrize("value", [-1, "600", 1.5, True])
+def test_stall_restart_seconds_must_be_a_whole_number_of_seconds(value: object) -> None:
+    with pytest.raises(StreamConfigError, match="stall_restart_seconds"):
+        StreamConfig(stall_restart_seconds=value).validate()  # type: ignore[arg-type]
+    assert StreamConfig(stall_restart_seconds=0).stall_restart_seconds == 0
+
+
+def test_a_hung_stop_is_abandoned_after_its_time() -> None:
+    import threading
+
+    from fms_jobs.streaming.__main__ import call_within
+
+    release = threading.Event()
+    started = time.monotonic()
+    assert call_within(lambda: release.wait(30), 0.3) is False
+    assert time.monotonic() - started < 5
+    release.set()
+    assert call_within(lambda: None, 5) is True

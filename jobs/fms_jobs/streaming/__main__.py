@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
 from fms_jobs.config import QualityRules, RulesError, load_rules
 from fms_jobs.streaming.config import StreamConfig, StreamConfigError, load_stream_config
@@ -44,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         "--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting (repeatable)"
     )
     p.add_argument("--max-offsets-per-trigger", type=int, dest="kafka.max_offsets_per_trigger")
+    p.add_argument(
+        "--stall-restart-seconds",
+        type=int,
+        dest="stall_restart_seconds",
+        help="exit 2 (systemd restarts the job) after this long without micro-batch progress; 0 disables",
+    )
     a = p.parse_args(argv)
     overrides = {
         k: v for k, v in vars(a).items() if k not in ("config", "local_jars", "conf") and v is not None
@@ -75,12 +82,14 @@ def run(cfg: StreamConfig, rules: QualityRules, local_jars: bool = False) -> int
     from fms_jobs.sparkutil.session import build_session
     from fms_jobs.streaming.job import BatchProcessor, progress_listener, start_query
     from fms_jobs.streaming.metrics import StreamMetrics
+    from fms_jobs.streaming.watchdog import StallWatchdog
 
     jars = find_jars(KAFKA_CONNECTOR) if local_jars else []
     spark = build_session(cfg.app_name, cfg.master, cfg.spark_conf, jars)
     metrics = StreamMetrics(per_device=cfg.metrics.per_device)
     metrics.serve(cfg.metrics.port, cfg.metrics.addr)
-    spark.streams.addListener(progress_listener(metrics))
+    watchdog = StallWatchdog(cfg.stall_restart_seconds)
+    spark.streams.addListener(progress_listener(metrics, watchdog))
     query, _ = start_query(spark, cfg, rules, BatchProcessor(spark, cfg, rules, metrics))
     stopping = threading.Event()
 
@@ -89,11 +98,22 @@ def run(cfg: StreamConfig, rules: QualityRules, local_jars: bool = False) -> int
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    stalled = None
     try:
-        while query.isActive and not stopping.is_set():
+        while query.isActive and not stopping.is_set() and stalled is None:
             query.awaitTermination(1.0)
+            stalled = watchdog.stalled()
     except Exception:  # awaitTermination re-raises the query's failure; query.exception() reports it
         pass
+    if stalled is not None:
+        log = logging.getLogger("fms_jobs.streaming")
+        log.error("stall watchdog: %s; query status: %s", stalled, query.status)
+        print(f"fms-stream: {stalled}", file=sys.stderr)
+        # a stuck batch may keep stop() waiting: give it a bounded time, then exit regardless
+        finished = call_within(lambda: (query.stop(), spark.stop()), STOP_AFTER_STALL_S)
+        if not finished:
+            log.error("the stuck query did not stop within %d s; exiting anyway", STOP_AFTER_STALL_S)
+        return 2
     if query.isActive:
         query.stop()
     exc = query.exception()
@@ -102,6 +122,17 @@ def run(cfg: StreamConfig, rules: QualityRules, local_jars: bool = False) -> int
         print(f"fms-stream: query failed: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+STOP_AFTER_STALL_S = 60
+
+
+def call_within(fn: Callable[[], object], timeout_s: float) -> bool:
+    """Run fn in a daemon thread; True when it returned within timeout_s (a hung call is abandoned)."""
+    t = threading.Thread(target=fn, name="fms-stop", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return not t.is_alive()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ Example (``/etc/fms/stream.yml``)::
       processing_time: "2 seconds"
     metrics:
       port: 9311
+    stall_restart_seconds: 900    # no progress this long: exit 2, systemd restarts the job
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ class StreamConfig:
     spark_conf: dict[str, str] = field(default_factory=dict)
     query_name: str = "fms-stream"
     log_level: str = "INFO"
+    # no micro-batch progress for this long: the driver exits 2 and systemd restarts it from
+    # the checkpoint (streaming/watchdog.py); 0 disables
+    stall_restart_seconds: int = 900
 
     def validate(self) -> None:
         k = self.kafka
@@ -136,6 +140,9 @@ class StreamConfig:
             raise StreamConfigError("trigger: set processing_time or available_now")
         if self.output_files_per_batch < 1:
             raise StreamConfigError("output_files_per_batch must be >= 1")
+        stall = self.stall_restart_seconds
+        if isinstance(stall, bool) or not isinstance(stall, int) or stall < 0:
+            raise StreamConfigError("stall_restart_seconds must be >= 0 (0 disables the stall watchdog)")
 
 
 def sasl_password(k: StreamKafka) -> str | None:

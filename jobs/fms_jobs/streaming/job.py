@@ -61,6 +61,7 @@ from fms_jobs.streaming.config import StreamConfig, kafka_client_options
 from fms_jobs.streaming.metrics import StreamMetrics
 from fms_jobs.streaming.publish import BatchPublisher, Publication
 from fms_jobs.streaming.state import BatchAggregate, DeviceStateStore, DeviceStats, merge
+from fms_jobs.streaming.watchdog import StallWatchdog
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -764,7 +765,10 @@ def run_side_by_side(steps: Mapping[str, Callable[[], None]]) -> dict[str, float
             seconds[name] = round(time.time() - t, 3)
 
     items = list(steps.items())
-    threads = [thread_class(target=timed, args=item, name=f"fms-{item[0]}") for item in items[1:]]
+    # daemon: a step stuck in a Spark call must not keep a driver that the stall watchdog ends alive
+    threads = [
+        thread_class(target=timed, args=item, name=f"fms-{item[0]}", daemon=True) for item in items[1:]
+    ]
     for th in threads:
         th.start()
     if items:
@@ -815,7 +819,8 @@ def kafka_lag(latest: str | None, end: str | None) -> int:
     return total
 
 
-def progress_listener(metrics: StreamMetrics) -> Any:
+def progress_listener(metrics: StreamMetrics, watchdog: StallWatchdog | None = None) -> Any:
+    """Query events -> metrics; every progress report (a batch done, or idle) feeds the watchdog."""
     from pyspark.sql.streaming import StreamingQueryListener
 
     class _Listener(StreamingQueryListener):  # type: ignore[misc]
@@ -824,6 +829,8 @@ def progress_listener(metrics: StreamMetrics) -> Any:
 
         def onQueryProgress(self, event: Any) -> None:
             p = event.progress
+            if watchdog is not None:
+                watchdog.beat(f"batch {p.batchId} at {p.timestamp}")
             try:
                 metrics.input_rate.set(float(p.inputRowsPerSecond or 0.0))
                 metrics.processed_rate.set(float(p.processedRowsPerSecond or 0.0))
@@ -845,6 +852,8 @@ def progress_listener(metrics: StreamMetrics) -> Any:
 
         def onQueryIdle(self, event: Any) -> None:
             metrics.last_progress.set(time.time())
+            if watchdog is not None:
+                watchdog.beat(f"idle at {event.timestamp}")
 
         def onQueryTerminated(self, event: Any) -> None:
             log.warning("query terminated: %s exception=%s", event.id, event.exception)
