@@ -409,16 +409,24 @@ def plot(result: Result, path: Path) -> None:
     plt.close(fig)
 
 
+def stacked_bars(ax: Any, labels: list[str], series: dict[str, list[float]]) -> None:
+    """One stacked bar per label; every series (legend name -> heights) that is not all zero."""
+    bottom = [0.0] * len(labels)
+    for name, heights in series.items():
+        if any(heights):
+            ax.bar(labels, heights, bottom=bottom, label=name)
+            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+
+
 def plot_phases(ax: Any, steps: list[Step]) -> None:
     """Stacked bars: where a micro-batch's time goes at each rate step (the profile)."""
     shown = [s for s in steps if s.batch_phases_s]
-    labels = [f"{s.target_rate:g}" for s in shown]
-    bottom = [0.0] * len(shown)
-    for phase in (*SEQUENTIAL_PHASES, "spark_overhead"):
-        heights = [s.batch_phases_s.get(phase, 0.0) for s in shown]
-        if any(heights):
-            ax.bar(labels, heights, bottom=bottom, label=phase)
-            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    phases = (*SEQUENTIAL_PHASES, "spark_overhead")
+    stacked_bars(
+        ax,
+        [f"{s.target_rate:g}" for s in shown],
+        {phase: [s.batch_phases_s.get(phase, 0.0) for s in shown] for phase in phases},
+    )
     ax.set_xlabel("target rate (records/s)")
     ax.set_ylabel("seconds per micro-batch (mean)")
     ax.set_title("where a micro-batch's time goes")
@@ -432,11 +440,9 @@ def plot_cpu(ax: Any, steps: list[Step]) -> None:
     shown = [s for s in steps if s.cpu_cores]
     labels = [f"{s.target_rate:g}" for s in shown]
     hosts = sorted({h for s in shown for h in s.cpu_cores if h != "machine"})
-    bottom = [0.0] * len(shown)
-    for h in hosts:
-        heights = [s.cpu_cores.get(h, 0.0) for s in shown]
-        ax.bar(labels, heights, bottom=bottom, label=h.removeprefix("fms-lab-"))
-        bottom = [b + v for b, v in zip(bottom, heights, strict=True)]
+    stacked_bars(
+        ax, labels, {h.removeprefix("fms-lab-"): [s.cpu_cores.get(h, 0.0) for s in shown] for h in hosts}
+    )
     if shown:
         ax.plot(labels, [s.cpu_cores.get("machine", 0.0) for s in shown], "k^-", label="whole machine busy")
         ax.axhline(os.cpu_count() or 1, color="red", ls="--", label=f"{os.cpu_count()} cores")

@@ -259,6 +259,17 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_stacked_bars_stack_each_series_on_the_ones_before_and_skip_empty_ones() -> None:
+    bars: list[tuple[str, list[float], list[float]]] = []
+
+    class Axes:
+        def bar(self, labels: list[str], heights: list[float], bottom: list[float], label: str) -> None:
+            bars.append((label, list(heights), list(bottom)))
+
+    bench.stacked_bars(Axes(), ["500", "1000"], {"a": [1.0, 2.0], "empty": [0.0, 0.0], "b": [0.5, 0.25]})
+    assert bars == [("a", [1.0, 2.0], [0.0, 0.0]), ("b", [0.5, 0.25], [1.0, 2.0])]
+
+
 def test_phase_means_are_per_batch_deltas_with_spark_overhead() -> None:
     def snap(**phases: float) -> bench.Snapshot:
         return {

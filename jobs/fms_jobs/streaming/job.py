@@ -560,7 +560,7 @@ class BatchProcessor:
             commit_ms = max([p.committed_at_ms for p in pubs], default=int(time.time() * 1000))
             t = summary.mark("publish", t)
             after: dict[str, Callable[[], None]] = {
-                "after_publish.state": lambda: self._save_state(j, batch_id, state)
+                "after_publish.state": lambda: self._save_state(batch_id, state)
             }
             if summary.stored:
                 after["after_publish.latency"] = lambda: self._latency(j, commit_ms, summary)
@@ -667,7 +667,8 @@ class BatchProcessor:
         if not summary.conserved:
             log.error("batch %d: conservation violated: %s", batch_id, summary)
 
-    def _save_state(self, j: DataFrame, batch_id: int, state: dict[int, DeviceStats]) -> None:
+    def _save_state(self, batch_id: int, state: dict[int, DeviceStats]) -> None:
+        """This batch's per-device aggregates (collected by _summarise) merged into the state."""
         aggs = self._batch_aggs
         if aggs:
             new = merge(state, aggs, self.rules.anomaly.ewm_alpha, self.signals)
