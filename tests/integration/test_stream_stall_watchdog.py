@@ -21,7 +21,8 @@ import pytest
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-STALL_LIMIT_S = 30  # above a cold local first batch (~10 s), even on a busy machine
+# above the time a cold local query takes to reach its first batch (a few s), even on a busy machine
+STALL_LIMIT_S = 30
 
 DRIVER = textwrap.dedent(
     """
@@ -58,12 +59,14 @@ DRIVER = textwrap.dedent(
 )
 
 
-def _source(tmp_path: Path) -> Path:
-    """Two raw records in the Kafka source's schema (the job's parquet replay source)."""
+def _source_dir(tmp_path: Path) -> Path:
+    """Two raw records in the Kafka source's schema (the job's parquet replay source), written once."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     src = tmp_path / "raw"
+    if src.exists():
+        return src
     src.mkdir()
     now = datetime.now(UTC)
     headers = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
@@ -117,11 +120,6 @@ def _story(err: str) -> str:
     """The driver's own account (batches, watchdog, failures) without Spark's noise."""
     keys = ("batch ", "stall watchdog", "fms-stream:", "query terminated", "failed at run time")
     return "\n".join(ln for ln in err.splitlines() if any(k in ln for k in keys))[-3000:]
-
-
-def _source_dir(tmp_path: Path) -> Path:
-    src = tmp_path / "raw"
-    return src if src.exists() else _source(tmp_path)
 
 
 def test_a_hung_micro_batch_ends_the_driver_with_exit_2(tmp_path: Path) -> None:

@@ -39,10 +39,6 @@ class StallWatchdog:
             self._last = self._clock()
             self._what = what
 
-    def silent_for(self) -> float:
-        with self._lock:
-            return self._clock() - self._last
-
     def stalled(self) -> str | None:
         """None while progress is recent (or the watchdog is off); else why the job must restart."""
         if not self.limit_s:
