@@ -137,6 +137,14 @@ def test_pipeline_topics_exist_with_replication(platform):
         assert int(m.group(1)) == min(3, brokers)
 
 
+def test_raw_topic_is_stamped_by_the_broker(platform):
+    """Timeliness is judged against the broker's clock, never a producer's (LogAppendTime)."""
+    host, admin = _admin(platform)
+    topic = platform.vars[platform.first("kafka")].get("kafka_topic_raw", "fms.sensor.raw")
+    out = run(host, f"{ENV} {KAFKA}/kafka-topics.sh {admin} --describe --topic {topic}").stdout
+    assert "message.timestamp.type=LogAppendTime" in out, out
+
+
 def test_no_under_replicated_partitions(platform):
     host, admin = _admin(platform)
     result = run(host, f"{ENV} {KAFKA}/kafka-topics.sh {admin} --describe --under-replicated-partitions")

@@ -30,6 +30,7 @@ from fms_jobs.collector.producer import RecordProducer, producer_config, redacte
 from fms_jobs.collector.resilience import Backoff, BreakerState, CircuitBreaker
 from fms_jobs.collector.sources import HttpPoller, SimulatorSource
 from fms_jobs.config import QualityRules
+from fms_jobs.quality.rules import parse_event_time
 from fms_jobs.quality.schema import CREATED_HEADER, SOURCE_HEADER
 from fms_jobs.simulator import FleetSimulator, SimulatorConfig
 from fms_jobs.simulator.api import FakeFmsApi
@@ -490,3 +491,25 @@ def test_run_time_failure_exits_2_so_the_unit_restarts_it(monkeypatch: pytest.Mo
     monkeypatch.setattr(Collector, "run", broken)
     argv = ["--bootstrap-servers", "127.0.0.1:9", "--security-protocol", "PLAINTEXT", "--metrics-port", "0"]
     assert collector_main(argv) == 2
+
+
+def test_clock_offset_moves_event_and_creation_time(rules: Any) -> None:
+    """--clock-offset-seconds: a collector whose clock runs a day ahead (the lab's wrong-clock drill)."""
+    from fms_jobs.collector.cli import build_parser
+
+    args = build_parser().parse_args(["--clock-offset-seconds", "86400"])
+    assert getattr(args, "simulator.clock_offset_s") == 86400.0
+    cfg = CollectorConfig(source="simulator", max_records=20)
+    cfg.simulator.clock_offset_s = 86400.0
+    cfg.simulator.rate = 1000
+    sent: list[tuple[bytes, int]] = []
+    fleet = FleetSimulator(simulator_config(cfg), rules)
+    source = SimulatorSource(
+        fleet, lambda _d, v, ts, _s: sent.append((v, ts)), CollectorMetrics(), 86_400_000
+    )
+    source.run(threading.Event(), max_records=20)
+    now = time.time() * 1000
+    for value, created in sent:
+        event_ms = parse_event_time(json.loads(value)["time"]) // 1000
+        assert abs(created - (now + 86_400_000)) < 60_000
+        assert abs(event_ms - (now + 86_400_000)) < 60_000

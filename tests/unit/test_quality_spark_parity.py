@@ -73,7 +73,50 @@ def edge_cases() -> list[bytes]:
         raw(good(time="2024-01-15T15:30:00Z")),  # future
         raw(good(time="2024-01-15T13:00:00Z")),  # late
         raw(good(padding="x" * 20000)),
+        *ISSUE_11_CASES.values(),
+        g + b'{"DeviceId":2}',
+        b'{"unit":"\\"}' + b"}",
+        b'{"a":"}"}',
+        b'{"a":"\\\\"}',
+        b"{" * 70 + b"}" * 70,
+        b'{"a":' + b"[" * 63 + b"]" * 63 + b"}",
+        g[:-1] + b',"n":' + b"[" * 64 + b"]" * 64 + b"}",
+        g.replace(b"1200", b"1" * 100),
+        g.replace(b'"DeviceId":1', b'"DeviceId":1,"DeviceId":2'),
+        g.replace(b'"sensor1":85.2', b'"sensor1":"x","sensor1":85.2'),
+        g.replace(b"2024", "\u0662\u0660\u0662\u0664".encode()),
+        g.replace(b"2024", "٢٠٢٤".encode()),
+        g.replace(b"2024-01-15T14:30:00Z", b"1850-01-15T14:30:00Z"),
+        g.replace(b"2024-01-15T14:30:00Z", b"9999-12-31T23:59:59-14:00"),
+        g.replace(b"85.2", b"1e999"),
+        g.replace(b"85.2", b"-1e-999"),
+        g + b"\x00",
+        b"\x00" + g,
+        g.replace(b",", b" , "),
     ]
+
+
+# The defects issue 11 reported, each with the reason and detail both implementations must give.
+ISSUE_11_CASES: dict[str, bytes] = {
+    "second object after a record": raw(GOOD) + b'{"DeviceId":2}',
+    "garbage ending in a brace": raw(GOOD) + b" garbage}",
+    "garbage after a record": raw(GOOD) + b" x",
+    "time with a trailing newline": raw(GOOD).replace(b"14:30:00Z", b"14:30:00Z\\n"),
+    "1,500-digit number": raw(GOOD).replace(b"1200", b"1" * 1500),
+    "truncated record": raw(GOOD)[:40],
+    "bare NaN": raw(GOOD).replace(b"85.2", b"NaN"),
+    "quoted NaN": raw(GOOD).replace(b"85.2", b'"NaN"'),
+}
+ISSUE_11_EXPECTED: dict[str, tuple[str, str]] = {
+    "second object after a record": ("MALFORMED_JSON", "trailing data after the object"),
+    "garbage ending in a brace": ("MALFORMED_JSON", "trailing data after the object"),
+    "garbage after a record": ("MALFORMED_JSON", "trailing data after the object"),
+    "time with a trailing newline": ("BAD_TIMESTAMP", "time"),
+    "1,500-digit number": ("MALFORMED_JSON", "number longer than 100 characters"),
+    "truncated record": ("MALFORMED_JSON", "truncated: the object is not closed"),
+    "bare NaN": ("MALFORMED_JSON", "invalid JSON syntax"),
+    "quoted NaN": ("WRONG_TYPE", "sensor1"),
+}
 
 
 def corpus(rules: QualityRules) -> list[tuple[bytes, int]]:
@@ -146,13 +189,15 @@ def test_spark_rules_match_python_rules(spark: Any, rules: QualityRules) -> None
     assert stateless <= seen, stateless - seen
 
 
-def test_known_divergences_still_dead_letter(spark: Any, rules: QualityRules) -> None:
-    """Two exotic inputs get a different reason (never a different fate) in Spark; documented here."""
-    records = [(b'{"a":1}{"b":2}', T0_MS), (b'{"sensor1": +Infinity}', T0_MS)]
+def test_issue_11_parser_defects_get_the_same_reason_in_both(spark: Any, rules: QualityRules) -> None:
+    """Each defect the review found: Spark and the reference agree, on the reason that names it."""
+    names = list(ISSUE_11_CASES)
+    records = [(ISSUE_11_CASES[n], T0_MS + 1000) for n in names]
     for row in spark_verdicts(spark, rules, records):
+        name = names[row.i]
         py = python_verdict(*records[row.i], rules)
-        assert py[0] == "MALFORMED_JSON"  # Python's json rejects both
-        assert row.q_reason == "MISSING_FIELD"  # Jackson reads the first object / accepts +Infinity
+        assert (py[0], py[1]) == ISSUE_11_EXPECTED[name], name
+        assert (row.q_reason, row.q_detail) == ISSUE_11_EXPECTED[name], name
 
 
 def test_rules_changes_reach_spark(spark: Any, make_rules: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from fms_jobs.collector.config import CollectorConfig
 from fms_jobs.collector.metrics import CollectorMetrics
 from fms_jobs.collector.producer import RecordProducer
-from fms_jobs.collector.sources import HttpClient, HttpPoller, SimulatorSource
+from fms_jobs.collector.sources import HttpClient, HttpPoller, SimulatorSource, now_ms
 from fms_jobs.config import load_rules
 from fms_jobs.simulator.fleet import FleetSimulator, SimulatorConfig
 
@@ -43,6 +43,7 @@ def simulator_config(cfg: CollectorConfig) -> SimulatorConfig:
         bad_share=s.bad_share,
         bad_kinds=s.bad_kinds,
         failure_rate_per_day=s.failure_rate_per_day,
+        start_ms=now_ms() + round(s.clock_offset_s * 1000) if s.clock_offset_s else None,
     )
 
 
@@ -85,9 +86,12 @@ class Collector:
                 self.poller.run(stop, self.cfg.duration_s, self.cfg.max_records)
             else:
                 fleet = FleetSimulator(simulator_config(self.cfg), load_rules(self.cfg.rules_path))
-                SimulatorSource(fleet, self._sink, self.metrics).run(
-                    stop, self.cfg.duration_s, self.cfg.max_records
-                )
+                SimulatorSource(
+                    fleet,
+                    self._sink,
+                    self.metrics,
+                    clock_offset_ms=round(self.cfg.simulator.clock_offset_s * 1000),
+                ).run(stop, self.cfg.duration_s, self.cfg.max_records)
         finally:
             pump_stop.set()
             pumper.join(timeout=5)

@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND[=WEIGHT],...",
         help="inject only these bad-record kinds (e.g. out_of_range or duplicate=2,late_event=1)",
     )
+    p.add_argument(
+        "--clock-offset-seconds",
+        type=float,
+        dest="simulator.clock_offset_s",
+        help="simulated devices' clock runs this far ahead of the host's (wrong-clock drill)",
+    )
     p.add_argument("--duration", type=float, dest="duration_s", help="stop after this many seconds")
     p.add_argument("--max-records", type=int, dest="max_records")
     p.add_argument("--rules", dest="rules_path", help="quality rules file (simulator bad kinds)")

@@ -104,6 +104,9 @@ class SimConfig:
     bad_share: float = 0.0
     bad_kinds: dict[str, float] | None = None
     failure_rate_per_day: float = 0.5
+    # The simulated devices' clock runs this far ahead (negative: behind) of the host's: a drill for a
+    # producer with a wrong clock (its readings must be dead-lettered, the fleet must keep flowing).
+    clock_offset_s: float = 0.0
 
 
 @dataclass

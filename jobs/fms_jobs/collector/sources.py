@@ -34,8 +34,11 @@ def now_ms() -> int:
 class SimulatorSource:
     """Drives the fleet simulator at a target rate (records/s), paced against the wall clock."""
 
-    def __init__(self, fleet: FleetSimulator, sink: Sink, metrics: CollectorMetrics) -> None:
+    def __init__(
+        self, fleet: FleetSimulator, sink: Sink, metrics: CollectorMetrics, clock_offset_ms: int = 0
+    ) -> None:
         self.fleet = fleet
+        self.clock_offset_ms = clock_offset_ms
         self.sink = sink
         self.metrics = metrics
         metrics.target_rate.set(fleet.rate_per_s)
@@ -62,7 +65,7 @@ class SimulatorSource:
             if max_records is not None:
                 burst = min(burst, max_records - sent)
             for _ in range(burst):
-                rec = self.fleet.next_record(created_ms=now_ms())
+                rec = self.fleet.next_record(created_ms=now_ms() + self.clock_offset_ms)
                 if rec.kind != GOOD:
                     self.metrics.bad_injected.labels(kind=rec.kind).inc()
                 self.sink(rec.device_id, rec.value, rec.created_ms, "simulator")

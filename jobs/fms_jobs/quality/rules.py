@@ -37,15 +37,124 @@ from fms_jobs.quality.reasons import (
 from fms_jobs.quality.schema import DEVICE_ID, INT32_MAX, INT32_MIN, TIME
 
 # ISO-8601 with an explicit zone, at most microsecond precision. Zone offsets
-# are limited to the ones in real use (-14:00..+14:00).
-TIMESTAMP_PATTERN = r"^[1-9]\d{3}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-](0\d|1[0-4]):[0-5]\d)$"
+# are limited to the ones in real use (-14:00..+14:00). ASCII digits only
+# ([0-9], not \d: Python's \d matches any Unicode digit). The end anchor differs
+# by engine: Python's and Java's ``$`` both accept a final newline, so each
+# implementation anchors with its own "end of input" (``\Z`` here, ``\z`` in Java).
+TIMESTAMP_BODY = (
+    r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+    r"(Z|[+-](0[0-9]|1[0-4]):[0-5][0-9])"
+)
+TIMESTAMP_PATTERN = rf"^{TIMESTAMP_BODY}\Z"
+TIMESTAMP_PATTERN_JAVA = rf"^{TIMESTAMP_BODY}\z"
 _TS_RE = re.compile(TIMESTAMP_PATTERN)
-# JSON strings Spark's JSON reader turns into non-finite doubles; mirrored here
-# so that both implementations classify them as NOT_FINITE.
-NON_FINITE_STRINGS = frozenset({"NaN", "+INF", "+Infinity", "Infinity", "-INF", "-Infinity"})
 JSON_WS = " \t\n\r"
+
+# ----- The JSON language both implementations accept (RFC 8259, one object) -----
+# Jackson (Spark) parses the first value of a text and ignores what follows; Python's json
+# parses the whole text. So the *structure* is decided by the same regular expressions in both
+# (here with ``re``, in spark_rules with Spark's regexp functions), and the parsers only
+# judge the syntax of a text whose single top-level object spans it all:
+#   1. every escape pair (backslash + any character) is removed, then every string is
+#      replaced by "" - what remains is structure, numbers, literals and garbage;
+#   2. empty -> "empty"; the first character is not '{' -> "not a JSON object";
+#   3. brackets are scanned: deeper than MAX_JSON_DEPTH -> "nested deeper than ...",
+#      never closed -> "truncated ...", anything after the closing brace -> "trailing data ...";
+#   4. a run of number characters longer than MAX_NUMBER_CHARS -> "number longer than ..."
+#      (Jackson refuses numbers of more than 1000 digits; a sensor never sends 100);
+#   5. the parser's verdict (NaN/Infinity are not JSON numbers) -> "invalid JSON syntax";
+#   6. a top-level key given twice -> "duplicate key" (the two parsers keep different copies).
+MAX_JSON_DEPTH = 64
+MAX_NUMBER_CHARS = 100
+ESCAPE_PAIR_RE = r"(?s)\\."
+STRING_RE = r'"[^"]*"'
+EMPTY_RE = r"^[ \t\n\r]*$"
+OBJECT_START_RE = r"^[ \t\n\r]*\{"
+# one object, no nested brackets, nothing after it: the usual record, settled without a scan
+FLAT_OBJECT_RE = r"^[ \t\n\r]*\{[^{}\[\]]*\}[ \t\n\r]*$"
+WS_RE = r"[ \t\n\r]"
+NOT_BRACKET_RE = r"[^{}\[\]]"
+LONG_NUMBER_RE = rf"[-+0-9.eE]{{{MAX_NUMBER_CHARS + 1}}}"
+DETAIL_EMPTY = "empty"
+DETAIL_NOT_OBJECT = "not a JSON object"
+DETAIL_TOO_DEEP = f"nested deeper than {MAX_JSON_DEPTH} levels"
+DETAIL_TRUNCATED = "truncated: the object is not closed"
+DETAIL_TRAILING = "trailing data after the object"
+DETAIL_LONG_NUMBER = f"number longer than {MAX_NUMBER_CHARS} characters"
+DETAIL_SYNTAX = "invalid JSON syntax"
+DETAIL_DUPLICATE_KEY = "duplicate key"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
+
+
+def bracket_scan(compact: str) -> tuple[int, bool, bool]:
+    """(max depth before the first object closed, closed, trailing data) of a compacted text.
+
+    ``compact`` holds only brackets and ``x`` (one per other character, whitespace removed);
+    it starts with '{'. spark_rules.bracket_scan is the same fold as a Spark expression.
+    """
+    depth = max_depth = 0
+    closed = trailing = False
+    for ch in compact:
+        if closed:
+            trailing = True
+            continue
+        depth += 1 if ch in "{[" else -1 if ch in "}]" else 0
+        max_depth = max(max_depth, depth)
+        closed = depth == 0
+    return max_depth, closed, trailing
+
+
+def structure_problem(text: str) -> str | None:
+    """Steps 1-4 above: the MALFORMED_JSON detail decided before any parser runs, or None."""
+    s = re.sub(STRING_RE, '""', re.sub(ESCAPE_PAIR_RE, "", text))
+    if re.search(EMPTY_RE, s):
+        return DETAIL_EMPTY
+    if not re.search(OBJECT_START_RE, s):
+        return DETAIL_NOT_OBJECT
+    if not re.search(FLAT_OBJECT_RE, s):
+        compact = re.sub(NOT_BRACKET_RE, "x", re.sub(WS_RE, "", s))
+        max_depth, closed, trailing = bracket_scan(compact)
+        if max_depth > MAX_JSON_DEPTH:
+            return DETAIL_TOO_DEEP
+        if not closed:
+            return DETAIL_TRUNCATED
+        if trailing:
+            return DETAIL_TRAILING
+    if re.search(LONG_NUMBER_RE, s):
+        return DETAIL_LONG_NUMBER
+    return None
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON number")
+
+
+def parse_object(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(object, None) or (None, MALFORMED_JSON detail) - the language described above."""
+    problem = structure_problem(text)
+    if problem is not None:
+        return None, problem
+    duplicate: list[bool] = []
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        duplicate.append(len(obj) != len(pairs))  # the top-level object is the last call
+        return obj
+
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=pairs_hook)
+    except (ValueError, RecursionError):
+        return None, DETAIL_SYNTAX
+    if not isinstance(obj, dict):  # pragma: no cover - the structure steps guarantee an object
+        return None, DETAIL_NOT_OBJECT
+    if duplicate[-1]:
+        return None, DETAIL_DUPLICATE_KEY
+    return obj, None
 
 
 @dataclass(frozen=True)
@@ -98,15 +207,9 @@ def check_envelope(raw: bytes, rules: QualityRules) -> tuple[dict[str, Any] | No
         text = raw.decode("utf-8", errors="strict")
     except UnicodeDecodeError:
         return None, Issue(ReasonCode.NOT_UTF8, None, "invalid UTF-8")
-    stripped = text.strip(JSON_WS)
-    if not (stripped.startswith("{") and stripped.endswith("}")):
-        return None, Issue(ReasonCode.MALFORMED_JSON, None, "not a JSON object")
-    try:
-        obj = json.loads(stripped)
-    except (ValueError, RecursionError):
-        return None, Issue(ReasonCode.MALFORMED_JSON, None, "invalid JSON")
-    if not isinstance(obj, dict):  # pragma: no cover - guarded by the brace check
-        return None, Issue(ReasonCode.MALFORMED_JSON, None, "not a JSON object")
+    obj, problem = parse_object(text)
+    if obj is None:
+        return None, Issue(ReasonCode.MALFORMED_JSON, None, problem or DETAIL_SYNTAX)
     return obj, None
 
 
@@ -153,9 +256,6 @@ def _check_field(
         st.valid, st.value = True, v
         x: float = float(v)
     else:  # number
-        if isinstance(v, str) and v in NON_FINITE_STRINGS:
-            st.issue = Issue(ReasonCode.NOT_FINITE, name)
-            return st
         if isinstance(v, bool) or not isinstance(v, int | float):
             st.issue = Issue(ReasonCode.WRONG_TYPE, name)
             return st

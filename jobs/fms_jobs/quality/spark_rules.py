@@ -9,13 +9,18 @@ runs both over the same corpus):
 * UTF-8 validity: ``decode`` replaces invalid sequences with U+FFFD, so a
   value is valid UTF-8 exactly when re-encoding the decoded text gives the
   original bytes back;
+* the JSON *structure* (one object spanning the whole text, depth, numbers'
+  length) is decided by the same regular expressions and bracket scan as
+  :func:`fms_jobs.quality.rules.structure_problem` - Jackson reads only the first
+  value of a text, so it must not be the judge of what follows it;
 * JSON is parsed with ``from_json`` against the typed schema (is every value of
   the right type?); only when that leaves a field null or reports a problem is
   it parsed again with every field as a string (is the field present? is the
   text syntactically JSON?) - present but null in the typed parse means
-  WRONG_TYPE. Healthy records are parsed once;
+  WRONG_TYPE. A top-level key given twice is found with ``json_object_keys``;
 * the timestamp is matched against the same regular expression as in Python
-  and cast to a timestamp (an impossible date casts to null).
+  (anchored at Java's end of input) and cast to a timestamp (an impossible date
+  casts to null).
 
 Added columns (``q_`` = quality): ``q_size``, ``q_reason`` (null for a
 candidate), ``q_detail``, ``q_flags`` (array of flag-only reasons),
@@ -30,8 +35,9 @@ from functools import reduce
 from typing import TYPE_CHECKING
 
 from fms_jobs.config import FieldRule, QualityRules
+from fms_jobs.quality import rules as py_rules
 from fms_jobs.quality.reasons import PRECEDENCE, Disposition, ReasonCode
-from fms_jobs.quality.rules import JSON_WS, TIMESTAMP_PATTERN
+from fms_jobs.quality.rules import TIMESTAMP_PATTERN_JAVA
 from fms_jobs.quality.schema import DEVICE_ID, PROCESSED_COLUMN, TIME
 
 if TYPE_CHECKING:
@@ -42,7 +48,7 @@ CORRUPT = "_corrupt_record"
 JSON_OPTIONS: dict[str, str] = {
     "mode": "PERMISSIVE",
     "columnNameOfCorruptRecord": CORRUPT,
-    "allowNonNumericNumbers": "true",  # NaN/Infinity parse (then fail NOT_FINITE), like Python's json
+    "allowNonNumericNumbers": "false",  # NaN/Infinity are not JSON numbers (RFC 8259), nor "NaN" strings
     "allowSingleQuotes": "false",
     "allowUnquotedFieldNames": "false",
     "allowComments": "false",
@@ -50,9 +56,6 @@ JSON_OPTIONS: dict[str, str] = {
     "allowBackslashEscapingAnyCharacter": "false",
     "allowUnquotedControlChars": "false",
 }
-_WS = "".join({" ": " ", "\t": "\\t", "\n": "\\n", "\r": "\\r"}[c] for c in JSON_WS)
-OPEN_RE = f"^[{_WS}]*\\{{"
-CLOSE_RE = f"\\}}[{_WS}]*$"
 QUALITY_COLUMNS = (
     "q_size",
     "q_reason",
@@ -133,7 +136,7 @@ def _field_issue(f: FieldRule, s: Column, t: Column, present: Column) -> tuple[C
 
     R = ReasonCode
     if f.type == "timestamp":
-        ts = F.when(s.rlike(TIMESTAMP_PATTERN), s.cast("timestamp"))
+        ts = F.when(s.rlike(TIMESTAMP_PATTERN_JAVA), s.cast("timestamp"))
         issue = F.when(~present, F.lit(R.MISSING_FIELD.value)).when(ts.isNull(), F.lit(R.BAD_TIMESTAMP.value))
         return issue, F.when(issue.isNull(), ts)
     if f.type == "boolean":
@@ -155,6 +158,58 @@ def _field_issue(f: FieldRule, s: Column, t: Column, present: Column) -> tuple[C
     )
     valid = F.when(~present | t.isNull() | non_finite, F.lit(None)).otherwise(t)
     return issue, valid
+
+
+def bracket_scan(compact: Column) -> Column:
+    """rules.bracket_scan as a fold over the characters: struct(m max depth, c closed, t trailing)."""
+    from pyspark.sql import functions as F
+
+    start = F.struct(
+        F.lit(0).alias("d"), F.lit(0).alias("m"), F.lit(False).alias("c"), F.lit(False).alias("t")
+    )
+
+    def step(acc: Column, ch: Column) -> Column:
+        d = acc["d"] + F.when(ch.isin("{", "["), 1).when(ch.isin("}", "]"), -1).otherwise(0)
+        return F.when(acc["c"], F.struct(acc["d"], acc["m"], acc["c"], F.lit(True).alias("t"))).otherwise(
+            F.struct(
+                d.alias("d"), F.greatest(acc["m"], d).alias("m"), (d == 0).alias("c"), F.lit(False).alias("t")
+            )
+        )
+
+    chars = F.split(compact, "")
+    return F.aggregate(chars, start, step)
+
+
+def stripped_text(text: Column) -> Column:
+    """Escape pairs removed, then every string replaced by "" (step 1 of rules.structure_problem)."""
+    from pyspark.sql import functions as F
+
+    return F.regexp_replace(F.regexp_replace(text, py_rules.ESCAPE_PAIR_RE, ""), py_rules.STRING_RE, '""')
+
+
+def structure_scan(s: Column) -> Column:
+    """The bracket scan of a stripped text, only for texts that are not a flat object (else null)."""
+    from pyspark.sql import functions as F
+
+    r = py_rules
+    compact = F.regexp_replace(F.regexp_replace(s, r.WS_RE, ""), r.NOT_BRACKET_RE, "x")
+    return F.when(~s.rlike(r.FLAT_OBJECT_RE) & s.rlike(r.OBJECT_START_RE), bracket_scan(compact))
+
+
+def structure_problem(text: Column, s: Column, scan: Column) -> Column:
+    """rules.structure_problem: the MALFORMED_JSON detail or null (text, its stripped form, its scan)."""
+    from pyspark.sql import functions as F
+
+    r = py_rules
+    return (
+        F.when(text.isNull(), F.lit(None))
+        .when(s.rlike(r.EMPTY_RE), F.lit(r.DETAIL_EMPTY))
+        .when(~s.rlike(r.OBJECT_START_RE), F.lit(r.DETAIL_NOT_OBJECT))
+        .when(scan["m"] > F.lit(r.MAX_JSON_DEPTH), F.lit(r.DETAIL_TOO_DEEP))
+        .when(~scan["c"], F.lit(r.DETAIL_TRUNCATED))
+        .when(scan["t"], F.lit(r.DETAIL_TRAILING))
+        .when(s.rlike(r.LONG_NUMBER_RE), F.lit(r.DETAIL_LONG_NUMBER))
+    )
 
 
 def classify(
@@ -181,9 +236,11 @@ def classify(
         "*", (~C("_q_over") & (F.encode(C("_q_dec"), "UTF-8") != C("_q_value"))).alias("_q_not_utf8")
     )
     df = df.select("*", F.when(~C("_q_over") & ~C("_q_not_utf8"), C("_q_dec")).alias("_q_text"))
-    # 2. JSON object?
-    df = df.select("*", (C("_q_text").rlike(OPEN_RE) & C("_q_text").rlike(CLOSE_RE)).alias("_q_braces"))
-    json_in = F.when(C("_q_braces"), C("_q_text"))
+    # 2. structure (rules.structure_problem), then the parsers
+    df = df.select("*", stripped_text(C("_q_text")).alias("_q_s"))
+    df = df.select("*", structure_scan(C("_q_s")).alias("_q_scan"))
+    df = df.select("*", structure_problem(C("_q_text"), C("_q_s"), C("_q_scan")).alias("_q_struct"))
+    json_in = F.when(C("_q_text").isNotNull() & C("_q_struct").isNull(), C("_q_text"))
     # The typed parse alone settles a well-formed record with every field of the right type; only
     # when a field is null (absent, JSON null or not convertible) or the parser complained is the
     # string parse needed, to tell a missing field from a wrong type and bad syntax from bad values.
@@ -193,13 +250,21 @@ def classify(
     df = df.select(
         "*", F.when(C("_q_need"), F.from_json(json_in, string_schema(rules), JSON_OPTIONS)).alias("_q_sp")
     )
-    syntax_bad = C("_q_need") & (C("_q_sp").isNull() | C("_q_sp")[CORRUPT].isNotNull())
-    not_object = C("_q_text").isNotNull() & ~C("_q_braces")
+    syntax_bad = json_in.isNotNull() & C("_q_need") & (C("_q_sp").isNull() | C("_q_sp")[CORRUPT].isNotNull())
+    df = df.select("*", F.json_object_keys(json_in).alias("_q_keys"))
+    keys = C("_q_keys")
+    duplicate_key = json_in.isNotNull() & ~syntax_bad & (F.size(keys) != F.size(F.array_distinct(keys)))
+    malformed_detail = (
+        F.when(C("_q_text").isNull(), F.lit(None))
+        .when(C("_q_struct").isNotNull(), C("_q_struct"))
+        .when(syntax_bad, F.lit(py_rules.DETAIL_SYNTAX))
+        .when(duplicate_key, F.lit(py_rules.DETAIL_DUPLICATE_KEY))
+    )
+    df = df.select("*", malformed_detail.alias("_q_malformed_detail"))
     df = df.select(
         "*",
-        not_object.alias("_q_not_object"),
-        (C("_q_text").isNotNull() & (not_object | syntax_bad)).alias("_q_malformed"),
-        (C("_q_text").isNotNull() & ~not_object & ~syntax_bad).alias("_q_parsed"),
+        C("_q_malformed_detail").isNotNull().alias("_q_malformed"),
+        (C("_q_text").isNotNull() & C("_q_malformed_detail").isNull()).alias("_q_parsed"),
     )
     # 3. every field: issue code and valid value
     field_cols: list[Column] = []
@@ -274,9 +339,7 @@ def classify(
     detail: dict[ReasonCode, Column] = {
         R.OVERSIZED: F.concat(C("q_size").cast("string"), F.lit(f" bytes > {max_b}")),
         R.NOT_UTF8: F.lit("invalid UTF-8"),
-        R.MALFORMED_JSON: F.when(C("_q_not_object"), F.lit("not a JSON object")).otherwise(
-            F.lit("invalid JSON")
-        ),
+        R.MALFORMED_JSON: C("_q_malformed_detail"),
         R.UNKNOWN_DEVICE: device.cast("string"),
         R.FUTURE_EVENT: F.lit(f"max_future_skew_seconds={rules.max_future_skew_seconds}"),
         R.LATE_EVENT: F.lit(f"max_lateness_seconds={rules.max_lateness_seconds}"),
