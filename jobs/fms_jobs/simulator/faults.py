@@ -1,7 +1,9 @@
 """Named kinds of bad records the simulator can inject.
 
 There is one kind per reason code of the validator, named after it in lower
-case, so a test can inject every kind and expect the matching reason. The
+case, so a test can inject every kind and expect the matching reason, plus the
+tricky inputs a review found that once stopped or fooled the stream (named
+after what they are; :data:`KIND_REASON` gives the reason each must get). The
 mutations keep everything else about the record valid, so exactly one rule
 fails.
 """
@@ -34,10 +36,27 @@ class BadKind(StrEnum):
     IMPLAUSIBLE_STATE = "implausible_state"
     OUT_OF_ORDER = "out_of_order"
     DUPLICATE = "duplicate"
+    # tricky inputs (issue 11): each once stored as good or stopped the lake
+    TRAILING_DATA = "trailing_data"  # a record followed by a second object or garbage ending in '}'
+    HUGE_NUMBER = "huge_number"  # a valid 1,500-digit number
+    DEEP_NESTING = "deep_nesting"  # an extra field nested deeper than the parser's limit
+    DUPLICATE_KEY = "duplicate_key"  # a reading given twice with different values
+    TIME_NEWLINE = "time_newline"  # a well-formed time followed by a newline
+    ANCIENT_TIME = "ancient_time"  # a well-formed time in 1000-1899 (Parquet refused it: a poison pill)
 
     @property
     def reason(self) -> ReasonCode:
-        return ReasonCode(self.value.upper())
+        return KIND_REASON.get(self) or ReasonCode(self.value.upper())
+
+
+KIND_REASON: dict[BadKind, ReasonCode] = {
+    BadKind.TRAILING_DATA: ReasonCode.MALFORMED_JSON,
+    BadKind.HUGE_NUMBER: ReasonCode.MALFORMED_JSON,
+    BadKind.DEEP_NESTING: ReasonCode.MALFORMED_JSON,
+    BadKind.DUPLICATE_KEY: ReasonCode.MALFORMED_JSON,
+    BadKind.TIME_NEWLINE: ReasonCode.BAD_TIMESTAMP,
+    BadKind.ANCIENT_TIME: ReasonCode.LATE_EVENT,
+}
 
 
 GOOD = "good"
@@ -211,4 +230,26 @@ def mutate(
         return dumps(obj), ev
     if kind is BadKind.IMPLAUSIBLE_STATE:
         return dumps(_implausible(obj, rules, rng)), t_ms
+    if kind is BadKind.TRAILING_DATA:
+        tail = rng.choice([dumps({**obj, DEVICE_ID: obj[DEVICE_ID] + 1}), b" garbage}", b"\n{}", b"]"])
+        return dumps(obj) + tail, None
+    if kind is BadKind.HUGE_NUMBER:
+        f = rng.choice(READINGS)
+        obj[f] = "__X__"
+        return dumps(obj).replace(b'"__X__"', b"1" * 1500), None
+    if kind is BadKind.DEEP_NESTING:
+        depth = rng.randrange(65, 200)
+        obj["extra"] = "__X__"
+        return dumps(obj).replace(b'"__X__"', b"[" * depth + b"]" * depth), None
+    if kind is BadKind.DUPLICATE_KEY:
+        f = rng.choice(READINGS)
+        text = dumps(obj)
+        return text[:-1] + b',"' + f.encode() + b'":' + json.dumps(obj[f] + 1).encode() + b"}", None
+    if kind is BadKind.TIME_NEWLINE:
+        obj[TIME] = format_time(t_ms) + rng.choice(["\n", "\r\n", " "])
+        return dumps(obj), None
+    if kind is BadKind.ANCIENT_TIME:
+        iso = format_time(t_ms).replace("-02-29T", "-02-28T")  # most of those years had no 29 February
+        obj[TIME] = f"{rng.randrange(1000, 1900)}{iso[4:]}"
+        return dumps(obj), None
     raise ValueError(f"{kind} is stateful; the fleet simulator produces it")
