@@ -176,6 +176,122 @@ def test_record_batch_metrics_contract_names() -> None:
         assert r.get_sample_value(name) is not None
 
 
+def test_unwritable_records_are_counted_by_output() -> None:
+    m = StreamMetrics()
+    batch = {
+        "in": 3,
+        "stored": 1,
+        "duplicates": 0,
+        "dead_lettered": {"UNWRITABLE": 2},
+        "flags": {},
+        "passed": {"completeness": 3, "accuracy": 1, "consistency": 3, "timeliness": 3},
+        "clean": 1,
+        "conserved": True,
+        "devices": {},
+        "unwritable": {"processed": 1, "dlq": 1},
+    }
+    m.record_batch(batch)
+    m.record_batch({**batch, "unwritable": {"processed": 2}})
+    r = m.registry
+    assert r.get_sample_value("fms_stream_unwritable_records_total", {"output": "processed"}) == 3
+    assert r.get_sample_value("fms_stream_unwritable_records_total", {"output": "dlq"}) == 1
+    assert r.get_sample_value("fms_stream_records_dead_lettered_total", {"reason": "UNWRITABLE"}) == 4
+
+
+# ------------------------------------------------------------------ poison-pill isolation
+
+
+def _bisect(
+    n: int, bad: set[int], **kw: object
+) -> tuple[list[tuple[int, BaseException]], list[tuple[int, int]]]:
+    from fms_jobs.streaming.job import find_unwritable
+
+    calls: list[tuple[int, int]] = []
+
+    def attempt(lo: int, hi: int) -> BaseException | None:
+        calls.append((lo, hi))
+        hit = sorted(bad & set(range(lo, hi)))
+        return ValueError(f"bad {hit}") if hit else None
+
+    limits: dict[str, object] = {"max_records": 50, "deadline": float("inf")}
+    limits.update(kw)
+    found = find_unwritable(n, attempt, ValueError("whole batch"), **limits)  # type: ignore[arg-type]
+    return found, calls
+
+
+@pytest.mark.parametrize(
+    ("n", "bad"), [(1, {0}), (2, {1}), (7, {3}), (1000, {0, 999}), (1000, {10, 11, 500})]
+)
+def test_bisection_finds_exactly_the_unwritable_records_in_few_writes(n: int, bad: set[int]) -> None:
+    import math
+
+    found, calls = _bisect(n, bad)
+    assert [i for i, _ in found] == sorted(bad)
+    expected = (lambda i: f"bad [{i}]") if n > 1 else (lambda i: "whole batch")  # a batch of one: its error
+    assert all(str(e) == expected(i) for i, e in found), "each record's own error is reported"
+    assert len(calls) <= 2 * len(bad) * max(1, math.ceil(math.log2(n)))
+    assert all(hi - lo >= 1 for lo, hi in calls)
+
+
+def test_bisection_gives_up_on_a_failure_no_record_reproduces_and_beyond_its_limits() -> None:
+    from fms_jobs.streaming.job import IsolationLimit
+
+    found, calls = _bisect(8, set())  # the whole frame failed, yet every half works: not a record
+    assert found == [] and calls == [(4, 8), (0, 4)]
+    assert _bisect(0, set()) == ([], [])
+    with pytest.raises(IsolationLimit, match="more than 3 records"):
+        _bisect(100, set(range(100)), max_records=3)  # an output refusing everything is no poison pill
+    ticks = iter(range(100))
+    with pytest.raises(IsolationLimit, match="too long"):
+        _bisect(1024, {5}, deadline=3, clock=lambda: next(ticks))
+
+
+def test_error_summary_names_the_root_cause() -> None:
+    from fms_jobs.streaming.job import error_summary
+
+    assert error_summary(OSError("disk full\nmore")) == "OSError: disk full"
+
+    class _Java:
+        def __init__(self, cls: str, msg: str, cause: object = None, error_class: str | None = None) -> None:
+            self.cls, self.msg, self.cause, self.error_class = cls, msg, cause, error_class
+
+        def getCause(self) -> object:  # the Java API
+            return self.cause
+
+        def getErrorClass(self) -> str | None:
+            if self.error_class is None:
+                raise AttributeError("not a SparkThrowable")
+            return self.error_class
+
+        def getClass(self) -> object:
+            return type("C", (), {"getName": lambda _s: self.cls})()
+
+        def getMessage(self) -> str:
+            return self.msg
+
+    class FakePy4JError(Exception):
+        def __init__(self, java: _Java) -> None:
+            super().__init__("An error occurred while calling o88.parquet")
+            self.java_exception = java
+
+    ancient = _Java(
+        "org.apache.spark.SparkUpgradeException",
+        "[INCONSISTENT_BEHAVIOR_CROSS_VERSION.WRITE_ANCIENT_DATETIME] You may get a different result\n...",
+        error_class="INCONSISTENT_BEHAVIOR_CROSS_VERSION.WRITE_ANCIENT_DATETIME",
+    )
+    task = _Java(
+        "org.apache.spark.SparkException", "[TASK_WRITE_FAILED] Task failed", ancient, "TASK_WRITE_FAILED"
+    )
+    job = _Java("org.apache.spark.SparkException", "Job aborted due to stage failure", task)
+    assert error_summary(FakePy4JError(job)) == (
+        "INCONSISTENT_BEHAVIOR_CROSS_VERSION.WRITE_ANCIENT_DATETIME: You may get a different result"
+    )
+    poison = _Java("java.lang.RuntimeException", "injected poison")
+    assert (
+        error_summary(FakePy4JError(_Java("x", "y", poison))) == "java.lang.RuntimeException: injected poison"
+    )
+
+
 # ------------------------------------------------------------------ lake layout, batch jobs
 
 
@@ -301,6 +417,11 @@ def test_batch_steps_run_side_by_side_and_the_first_error_is_raised_after_all_fi
         run_side_by_side({"fails": fails, "slow": slow})
     assert finished == ["slow"]
     assert run_side_by_side({}) == {}
+    # with an errors dict, every failure is reported by step and none is raised
+    errors: dict[str, BaseException] = {}
+    seconds = run_side_by_side({"fails": fails, "slow": slow, "ok": lambda: None}, errors)
+    assert set(seconds) == {"fails", "slow", "ok"}
+    assert list(errors) == ["fails"] and isinstance(errors["fails"], OSError)
 
 
 def test_batch_steps_run_without_an_active_spark_context_after_one_stopped(monkeypatch) -> None:

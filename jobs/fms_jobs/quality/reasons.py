@@ -20,6 +20,7 @@ OUT_OF_ORDER              consistency   flag (fixed; stateful, decided after ded
 DUPLICATE                 consistency   counted duplicate (fixed)
 FUTURE_EVENT              timeliness    dead letter (fixed)
 LATE_EVENT                timeliness    dead letter (fixed)
+UNWRITABLE                accuracy      dead letter (fixed; decided at write time)
 ========================  ============  ==========================================
 
 Why the fixed ones are fixed: a record that failed a structural or type rule
@@ -32,6 +33,16 @@ watermark (it cannot be checked for duplicates any more).
 
 The *primary* reason of a record is the first failing rule in :data:`PRECEDENCE`
 order; it decides the record's fate. Flags are every failing flag-only rule.
+
+UNWRITABLE is no quality rule: it is a :class:`WriteReason`, not a
+:class:`ReasonCode` (whose members are exactly the rules' verdicts and
+DUPLICATE). The streaming job gives it to a record that passed or failed the
+rules but whose row one of the batch's outputs (processed Parquet, dead-letter
+Parquet, dead-letter topic) refuses - a poison pill that would otherwise fail
+the batch on every retry. It replaces the record's earlier reason; the dead
+letter keeps the original bytes, the detail names the output and the error.
+Its dimension is accuracy: the record holds a value the lake cannot represent
+(e.g. a timestamp the Parquet writer rejects), like a wrong type.
 """
 
 from __future__ import annotations
@@ -72,6 +83,20 @@ class ReasonCode(StrEnum):
     @property
     def dimension(self) -> Dimension:
         return DIMENSION_OF[self]
+
+
+class WriteReason(StrEnum):
+    """Dead-letter reasons decided when a batch's outputs are written (not by a rule)."""
+
+    UNWRITABLE = "UNWRITABLE"
+
+    @property
+    def dimension(self) -> Dimension:
+        return Dimension.ACCURACY
+
+    @property
+    def disposition(self) -> Disposition:
+        return Disposition.DEAD_LETTER
 
 
 DIMENSION_OF: dict[ReasonCode, Dimension] = {
@@ -136,3 +161,7 @@ DEFAULT_DISPOSITIONS: dict[ReasonCode, Disposition] = {
 
 # Stateless reasons: decided from one record and its arrival time alone.
 STATELESS: tuple[ReasonCode, ...] = tuple(r for r in PRECEDENCE if r is not ReasonCode.OUT_OF_ORDER)
+
+# Every reason a dead letter can carry (the ``reason`` column of the dead-letter table and topic)
+# and its dimension (the ``dimension`` column).
+DEAD_LETTER_DIMENSIONS: dict[str, Dimension] = {r.value: r.dimension for r in (*ReasonCode, *WriteReason)}

@@ -8,8 +8,21 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+# Parquet datetimes in the proleptic Gregorian calendar, as they are, in both directions. Our Parquet
+# is written and read only by Spark 3.5+ (no Spark 2.x, no legacy Hive), so no rebasing is needed;
+# Spark's default (EXCEPTION) fails the whole write on one timestamp before 1900 (INT96) or date
+# before 1582 - a record with such a `time` is dead-lettered with its event_time, and then blocked
+# every retry of its micro-batch.
+REBASE_CONF: dict[str, str] = {
+    "spark.sql.parquet.datetimeRebaseModeInWrite": "CORRECTED",
+    "spark.sql.parquet.int96RebaseModeInWrite": "CORRECTED",
+    "spark.sql.parquet.datetimeRebaseModeInRead": "CORRECTED",
+    "spark.sql.parquet.int96RebaseModeInRead": "CORRECTED",
+}
+
 # Settings every FMS job relies on (overridable per job).
 BASE_CONF: dict[str, str] = {
+    **REBASE_CONF,
     "spark.sql.session.timeZone": "UTC",
     # the rules rely on non-ANSI casts (an impossible timestamp casts to null instead of failing the batch)
     "spark.sql.ansi.enabled": "false",

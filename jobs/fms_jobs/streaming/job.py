@@ -38,6 +38,30 @@ only after ``foreachBatch`` returned; a crash re-runs batch N with the same
 offsets, the same state-store version, the same watermark and the same
 per-device state file, and the publisher replaces whatever the crashed attempt
 left. Hence each input record is in the lake once - stored or dead-lettered.
+
+Poison pills: no single record may block a batch. A write that fails is retried
+on its own batch only after telling a record from the infrastructure:
+
+* a probe writes one all-null row with the output's schema next to the batch's
+  staging directory (the dead-letter topic: its partitions' offsets are read);
+  if that fails too, the output is down (HDFS, brokers): the batch fails and
+  Spark retries it later, as before;
+* otherwise the failing frame is bisected by (Kafka partition, offset) - each
+  half written to a scratch directory, or sent to the topic - down to the
+  records whose write fails on their own: 2k*log2(n) writes for k bad records
+  among n, only on the failure path; more than MAX_UNWRITABLE_PER_OUTPUT
+  records, a failure that no single record reproduces or an exhausted time
+  budget re-raise the original error;
+* the batch is decided, counted and written again (same batch id, staging
+  rewritten) with those records forced to dead letter, reason UNWRITABLE,
+  detail ``<output>: <error class>: <message>``; their dead-letter row is
+  raw-only (original bytes, key, Kafka coordinates, reason) with the typed
+  values that could be the cause null. If even that row cannot be written the
+  batch fails. Conservation, per-device counts, metrics and state follow the
+  final outcome; ``fms_stream_unwritable_records_total{output}`` counts them.
+
+The source is one topic (``kafka.topic``), so (partition, offset) identifies a
+record of the batch.
 """
 
 from __future__ import annotations
@@ -46,17 +70,18 @@ import json
 import logging
 import math
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fms_jobs.config import QualityRules
-from fms_jobs.quality.reasons import Dimension, Disposition, ReasonCode
+from fms_jobs.quality.reasons import DEAD_LETTER_DIMENSIONS, Dimension, Disposition, ReasonCode, WriteReason
 from fms_jobs.quality.reference import WATERMARK_DETAIL
 from fms_jobs.quality.schema import CREATED_HEADER, READINGS
 from fms_jobs.quality.spark_rules import classify, output_name
 from fms_jobs.sparkutil.hadoopfs import HadoopFS
+from fms_jobs.sparkutil.session import REBASE_CONF
 from fms_jobs.streaming.config import StreamConfig, kafka_client_options
 from fms_jobs.streaming.metrics import StreamMetrics
 from fms_jobs.streaming.publish import BatchPublisher, Publication
@@ -71,6 +96,14 @@ log = logging.getLogger(__name__)
 
 PARTITION_COLUMNS = ("year", "month", "day", "hour")
 STORED, DEAD, DUP = "stored", "dead_letter", "duplicate"
+UNWRITABLE = WriteReason.UNWRITABLE
+# Poison-pill isolation (see the module documentation). Beyond these bounds a failed write is not
+# blamed on records: the batch fails as before. The time budget stays well below the stall watchdog.
+OUTPUTS = ("processed", "dlq", "dlq_topic")
+MAX_UNWRITABLE_PER_OUTPUT = 50
+MAX_WRITE_ROUNDS = 3
+ISOLATION_BUDGET_S = 300.0
+DETAIL_MAX_CHARS = 200
 SIGNAL_COLUMNS = {s: output_name(s) for s in READINGS}
 
 # Columns of the processed table (seed 004 + quality, lineage and latency columns).
@@ -225,6 +258,7 @@ class BatchSummary:
     e2e_sum_s: float = 0.0
     files: int = 0
     phases: dict[str, float] = field(default_factory=dict)  # seconds per step (profiling)
+    unwritable: dict[str, int] = field(default_factory=dict)  # isolated poison pills by output
 
     def mark(self, phase: str, since: float) -> float:
         now = time.time()
@@ -247,6 +281,7 @@ class BatchSummary:
             "conserved": self.conserved,
             "devices": self.devices,
             "phases": self.phases,
+            "unwritable": self.unwritable,
         }
 
 
@@ -283,6 +318,11 @@ class BatchProcessor:
         # one-line base64 in the dead-letter topic, whatever the session defaults are
         spark.conf.set("spark.sql.chunkBase64String.enabled", "false")
         spark.conf.set("spark.sql.session.timeZone", "UTC")
+        # timestamps of any year written as they are (see sparkutil.session.REBASE_CONF)
+        for k, v in REBASE_CONF.items():
+            spark.conf.set(k, v)
+        stall = cfg.stall_restart_seconds
+        self.isolation_budget_s = min(ISOLATION_BUDGET_S, stall / 3) if stall else ISOLATION_BUDGET_S
 
     # ------------------------------------------------------------------ watermark
     def late_watermark_ms(self, batch_id: int) -> tuple[int, int]:
@@ -314,13 +354,24 @@ class BatchProcessor:
         late_wm_ms: int,
         state: dict[int, DeviceStats],
         counts: dict[str, int] | None = None,
+        unwritable: Mapping[tuple[int, int], str] | None = None,
     ) -> DataFrame:
+        """Outcomes; ``unwritable`` (partition, offset) -> detail forces records to UNWRITABLE."""
         from pyspark.sql import Window
         from pyspark.sql import functions as F
         from pyspark.sql import types as T
 
         C = F.col
         rows = df.where(C("_all"))
+        if unwritable:
+            forced_df = self.spark.createDataFrame(
+                [(p, o, d) for (p, o), d in sorted(unwritable.items())],
+                "partition int, offset long, _unwritable string",
+            )
+            rows = rows.join(F.broadcast(forced_df), ["partition", "offset"], "left")
+        else:
+            rows = rows.withColumn("_unwritable", F.lit(None).cast("string"))
+        forced = C("_unwritable").isNotNull()
         cand = C("q_reason").isNull()
         # Fast path: when every candidate survived duplicate detection (the usual case) the
         # survivor flag equals the candidate flag and the join is not needed.
@@ -334,17 +385,22 @@ class BatchProcessor:
         behind = F.unix_micros(C("event_time")) <= F.lit(late_wm_ms * 1000)
         j = j.select(
             "*",
-            F.when(~cand, F.lit(DEAD))
+            F.when(forced, F.lit(DEAD))
+            .when(~cand, F.lit(DEAD))
             .when(survivor, F.lit(STORED))
             .when(behind, F.lit(DEAD))
             .otherwise(F.lit(DUP))
             .alias("outcome"),
-            F.when(~cand, C("q_reason"))
+            F.when(forced, F.lit(UNWRITABLE.value))
+            .when(~cand, C("q_reason"))
             .when(survivor, F.lit(None))
             .when(behind, F.lit(ReasonCode.LATE_EVENT.value))
             .otherwise(F.lit(ReasonCode.DUPLICATE.value))
             .alias("reason"),
-            F.when(~cand, C("q_detail")).when(~survivor & behind, F.lit(WATERMARK_DETAIL)).alias("detail"),
+            F.when(forced, C("_unwritable"))
+            .when(~cand, C("q_detail"))
+            .when(~survivor & behind, F.lit(WATERMARK_DETAIL))
+            .alias("detail"),
             (cand & ~survivor & behind).alias("_behind"),
         )
         # per-device state of the previous batch (small; broadcast)
@@ -396,7 +452,7 @@ class BatchProcessor:
             "*",
             flags.alias("quality_flags"),
             C("q_completeness").alias("quality_completeness"),
-            C("q_accuracy").alias("quality_accuracy"),
+            (C("q_accuracy") & ~forced).alias("quality_accuracy"),
             (C("q_consistency") & (C("outcome") != F.lit(DUP)) & ~ooo).alias("quality_consistency"),
             (C("q_timeliness") & ~C("_behind")).alias("quality_timeliness"),
             (C("is_fail") | (C("anomaly_score") >= F.lit(a.z_threshold))).alias("anomaly_flag"),
@@ -445,8 +501,8 @@ class BatchProcessor:
         if self.rules.duplicates_dead_letter_copy:
             keep = keep | (C("outcome") == F.lit(DUP))
         dim = F.lit(None).cast("string")
-        for r in ReasonCode:
-            dim = F.when(C("reason") == F.lit(r.value), F.lit(r.dimension.value)).otherwise(dim)
+        for reason, dimension in DEAD_LETTER_DIMENSIONS.items():
+            dim = F.when(C("reason") == F.lit(reason), F.lit(dimension.value)).otherwise(dim)
         kts = C("arrival_time")
         return j.where(keep).select(
             C("reason"),
@@ -470,6 +526,51 @@ class BatchProcessor:
             F.dayofmonth(kts).alias("day"),
             F.hour(kts).alias("hour"),
         )
+
+    def unwritable_frame(self, j: DataFrame, batch_id: int, processed_at_ms: int) -> DataFrame:
+        """Raw-only dead letters of the records no output accepted (UNWRITABLE), in DLQ_COLUMNS.
+
+        Original bytes, key, Kafka coordinates and timestamp, reason and detail; the typed values
+        that could have been the cause (device_id, event_time, created_at from a header) are null,
+        so this row cannot fail for the same reason. Partitioned by the Kafka timestamp as usual.
+        """
+        from pyspark.sql import functions as F
+
+        C = F.col
+        kts = C("arrival_time")
+        return j.where(C("_unwritable").isNotNull()).select(
+            F.lit(UNWRITABLE.value).alias("reason"),
+            C("_unwritable").alias("detail"),
+            F.lit(UNWRITABLE.dimension.value).alias("dimension"),
+            F.lit(self.rules.rules_version).alias("rules_version"),
+            C("value").alias("raw_value"),
+            C("key").alias("raw_key"),
+            C("q_size").alias("raw_size"),
+            C("topic").alias("kafka_topic"),
+            C("partition").alias("kafka_partition"),
+            C("offset").alias("kafka_offset"),
+            kts.alias("kafka_timestamp"),
+            F.lit(None).cast("timestamp").alias("created_at"),
+            F.lit(None).cast("int").alias("device_id"),
+            F.lit(None).cast("timestamp").alias("event_time"),
+            F.lit(batch_id).cast("long").alias("batch_id"),
+            F.timestamp_millis(F.lit(processed_at_ms)).alias("dead_lettered_at"),
+            F.year(kts).alias("year"),
+            F.month(kts).alias("month"),
+            F.dayofmonth(kts).alias("day"),
+            F.hour(kts).alias("hour"),
+        )
+
+    def dead_letter_rows(
+        self, j: DataFrame, batch_id: int, processed_at_ms: int, any_unwritable: bool
+    ) -> DataFrame:
+        """The batch's dead-letter rows: dlq_frame of the records, raw-only rows of UNWRITABLE ones."""
+        if not any_unwritable:
+            return self.dlq_frame(j, batch_id, processed_at_ms)
+        from pyspark.sql import functions as F
+
+        regular = self.dlq_frame(j.where(F.col("_unwritable").isNull()), batch_id, processed_at_ms)
+        return regular.unionByName(self.unwritable_frame(j, batch_id, processed_at_ms))
 
     def dlq_topic_frame(self, dlq: DataFrame) -> DataFrame:
         from pyspark.sql import functions as F
@@ -502,7 +603,10 @@ class BatchProcessor:
             F.struct(F.lit("fms-reason").alias("key"), F.encode(C("reason"), "UTF-8").alias("value")),
             F.struct(
                 F.lit(CREATED_HEADER).alias("key"),
-                F.encode(F.unix_millis(C("created_at")).cast("string"), "UTF-8").alias("value"),
+                # no created_at (an UNWRITABLE dead letter): the Kafka timestamp, as without the header
+                F.encode(
+                    F.unix_millis(F.coalesce(C("created_at"), C("kafka_timestamp"))).cast("string"), "UTF-8"
+                ).alias("value"),
             ),
         )
         return dlq.select(key.alias("key"), F.to_json(envelope).alias("value"), headers.alias("headers"))
@@ -523,34 +627,54 @@ class BatchProcessor:
         df.persist(StorageLevel.MEMORY_AND_DISK)
         j: DataFrame | None = None
         t = summary.mark("prepare", t0)
+        # (partition, offset) -> (output, detail) of the records no output accepts (poison pills)
+        unwritable: dict[tuple[int, int], tuple[str, str]] = {}
         try:
             counts = self._materialize(df)
             t = summary.mark("read_classify_dedup", t)
-            j = self._decide(df, batch_id, late_wm, state, counts).persist(StorageLevel.MEMORY_AND_DISK)
-            self._summarise(j, summary, state, batch_id)
-            t = summary.mark("decide_and_count", t)
-            if summary.records_in == 0:
-                self._finish(summary, t0)
-                return summary
-            stored = self.processed_frame(j, batch_id, processed_at_ms)
-            dlq = self.dlq_frame(j, batch_id, processed_at_ms)
-            dup_copies = summary.duplicates if self.rules.duplicates_dead_letter_copy else 0
-            n_dlq = sum(summary.dead_lettered.values()) + dup_copies
-            # The outputs are independent Spark jobs of one or two tasks each, reading the cached
-            # batch: run them side by side so a batch costs the slowest write, not their sum.
-            writes: dict[str, Callable[[], None]] = {}
-            if summary.stored:
-                writes["writes.processed"] = lambda: self._write_processed(stored, batch_id)
-            if n_dlq:
-                writes["writes.dlq"] = lambda: self._write_dlq(dlq, batch_id)
-                if self.cfg.dlq_topic_enabled and self.cfg.source == "kafka":
-                    writes["writes.dlq_topic"] = lambda: self._publish_dlq_topic(dlq, batch_id)
-            summary.phases.update(run_side_by_side(writes))
-            t = summary.mark("writes", t)
+            for attempt in range(MAX_WRITE_ROUNDS):
+                if attempt:
+                    # Decide, count and write the batch again with the isolated records dead-lettered:
+                    # same batch id, the staging directories rewritten, the topic re-sent.
+                    summary = BatchSummary(batch_id, watermark_ms=evict_wm, phases=dict(summary.phases))
+                    self._restart_outputs(batch_id)
+                if j is not None:
+                    j.unpersist()
+                forced = {key: detail for key, (_, detail) in unwritable.items()}
+                j = self._decide(df, batch_id, late_wm, state, counts, forced)
+                j = j.persist(StorageLevel.MEMORY_AND_DISK)
+                self._summarise(j, summary, state, batch_id)
+                t = summary.mark("decide_and_count", t)
+                if summary.records_in == 0:
+                    self._finish(summary, t0)
+                    return summary
+                failed = self._write_outputs(j, summary, batch_id, processed_at_ms, bool(forced))
+                t = summary.mark("writes", t)
+                if not failed:
+                    break
+                first = next(iter(failed.values()))[0]
+                if attempt == MAX_WRITE_ROUNDS - 1 or any(
+                    not isinstance(e, Exception) for e, _ in failed.values()
+                ):
+                    raise first
+                unwritable.update(self._isolate(batch_id, failed, unwritable))
+                t = summary.mark("isolate", t)
+            summary.unwritable = dict(Counter(output for output, _ in unwritable.values()))
+            if unwritable:
+                log.warning(
+                    "batch %d: %d unwritable record(s) dead-lettered as %s (by output: %s)",
+                    batch_id,
+                    len(unwritable),
+                    UNWRITABLE.value,
+                    summary.unwritable,
+                )
+            n_dlq = sum(summary.dead_lettered.values()) + self._dup_copies(summary)
             # publishing is a series of NameNode round trips per dataset: both datasets side by side
             published: dict[str, Publication] = {}
             publish: dict[str, Callable[[], None]] = {}
-            if summary.stored:
+            # with nothing left to store after isolating poison pills, an earlier attempt's files of
+            # this batch (a write that failed only this time) must still be replaced - by none
+            if summary.stored or (unwritable and self.processed.read_manifest(batch_id)):
                 publish["publish.processed"] = lambda: published.update(p=self.processed.publish(batch_id))
             if n_dlq:
                 publish["publish.dlq"] = lambda: published.update(d=self.dlq.publish(batch_id))
@@ -573,20 +697,192 @@ class BatchProcessor:
         self._finish(summary, t0)
         return summary
 
+    def _dup_copies(self, summary: BatchSummary) -> int:
+        return summary.duplicates if self.rules.duplicates_dead_letter_copy else 0
+
+    def _dlq_topic_active(self) -> bool:
+        return self.cfg.dlq_topic_enabled and self.cfg.source == "kafka"
+
+    def _write_outputs(
+        self, j: DataFrame, summary: BatchSummary, batch_id: int, processed_at_ms: int, any_unwritable: bool
+    ) -> dict[str, tuple[BaseException, DataFrame]]:
+        """Write the batch's outputs to staging / the topic; output name -> (error, its frame) of failures."""
+        stored = self.processed_frame(j, batch_id, processed_at_ms)
+        dlq = self.dead_letter_rows(j, batch_id, processed_at_ms, any_unwritable)
+        n_dlq = sum(summary.dead_lettered.values()) + self._dup_copies(summary)
+        # The outputs are independent Spark jobs of one or two tasks each, reading the cached
+        # batch: run them side by side so a batch costs the slowest write, not their sum.
+        writes: dict[str, Callable[[], None]] = {}
+        if summary.stored:
+            writes["writes.processed"] = lambda: self._write_processed(stored, batch_id)
+        if n_dlq:
+            writes["writes.dlq"] = lambda: self._write_dlq(dlq, batch_id)
+            if self._dlq_topic_active():
+                writes["writes.dlq_topic"] = lambda: self._publish_dlq_topic(dlq, batch_id)
+        errors: dict[str, BaseException] = {}
+        for step, seconds in run_side_by_side(writes, errors).items():
+            summary.phases[step] = round(summary.phases.get(step, 0.0) + seconds, 3)
+        frames = {"processed": stored, "dlq": dlq, "dlq_topic": dlq}
+        failed: dict[str, tuple[BaseException, DataFrame]] = {}
+        for step, e in errors.items():
+            output = step.split(".", 1)[1]
+            log.error("batch %d: writing %s failed: %s", batch_id, output, error_summary(e))
+            failed[output] = (e, frames[output])
+        return failed
+
+    def _restart_outputs(self, batch_id: int) -> None:
+        """Before writing a batch again: no staged file and no topic marker of the earlier round."""
+        self.processed.discard_staging(batch_id)
+        self.dlq.discard_staging(batch_id)
+        if self._dlq_topic_active():
+            self.fs_ckpt.delete(self._dlq_topic_marker(batch_id), False)
+
+    # ------------------------------------------------------------------ poison pills
+    def _isolate(
+        self,
+        batch_id: int,
+        failed: Mapping[str, tuple[BaseException, DataFrame]],
+        known: Mapping[tuple[int, int], tuple[str, str]],
+    ) -> dict[tuple[int, int], tuple[str, str]]:
+        """The records that make the failed writes fail; re-raises when the output itself is at fault."""
+        deadline = time.monotonic() + self.isolation_budget_s
+        found: dict[tuple[int, int], tuple[str, str]] = {}
+        for output in sorted(failed, key=OUTPUTS.index):
+            error, frame = failed[output]
+            for (partition, offset), e in self._isolate_output(batch_id, output, error, frame, deadline):
+                if (partition, offset) in known:
+                    log.error(
+                        "batch %d: even the raw dead letter of partition=%d offset=%d cannot be written "
+                        "to %s (%s); the batch fails",
+                        batch_id,
+                        partition,
+                        offset,
+                        output,
+                        error_summary(e),
+                    )
+                    raise error
+                detail = f"{output}: {error_summary(e)}"[:DETAIL_MAX_CHARS]
+                log.warning(
+                    "batch %d: record partition=%d offset=%d cannot be written to %s (%s): dead-lettered "
+                    "as %s",
+                    batch_id,
+                    partition,
+                    offset,
+                    output,
+                    error_summary(e),
+                    UNWRITABLE.value,
+                )
+                found.setdefault((partition, offset), (output, detail))
+        return found
+
+    def _isolate_output(
+        self, batch_id: int, output: str, error: BaseException, frame: DataFrame, deadline: float
+    ) -> list[tuple[tuple[int, int], BaseException]]:
+        """(partition, offset) and error of each record of ``frame`` whose write fails on its own."""
+        try:
+            self._probe(output, batch_id, frame)
+        except Exception as probe_error:
+            log.error(
+                "batch %d: %s is not writable at all (probe: %s): an infrastructure fault; the batch "
+                "fails and is retried",
+                batch_id,
+                output,
+                error_summary(probe_error),
+            )
+            raise error from probe_error
+        try:
+            keys = sorted({(int(r[0]), int(r[1])) for r in frame.select(*KEY_COLUMNS).collect()})
+        except Exception as keys_error:
+            log.error("batch %d: the %s rows' coordinates cannot be read; the batch fails", batch_id, output)
+            raise error from keys_error
+
+        def attempt(lo: int, hi: int) -> BaseException | None:
+            try:
+                self._write_scratch(output, batch_id, frame.where(key_range(keys[lo], keys[hi - 1])))
+            except Exception as e:
+                return e
+            return None
+
+        try:
+            bad = find_unwritable(len(keys), attempt, error, MAX_UNWRITABLE_PER_OUTPUT, deadline)
+        except IsolationLimit as limit:
+            log.error("batch %d: %s: %s; the batch fails", batch_id, output, limit)
+            raise error from limit
+        finally:
+            self._drop_scratch(output, batch_id)
+        if not bad:
+            log.error(
+                "batch %d: the %s write failed but no single record reproduces it; the batch fails",
+                batch_id,
+                output,
+            )
+            raise error
+        return [(keys[i], e) for i, e in bad]
+
+    def _probe(self, output: str, batch_id: int, frame: DataFrame) -> None:
+        """Fails when the output is not writable at all (not because of a record).
+
+        Parquet: one all-null row with the frame's schema through the same writer, into the
+        scratch directory. Topic: its partitions' offsets, read through Spark's Kafka source.
+        """
+        from pyspark.sql import types as T
+
+        if output == "dlq_topic":
+            k = self.cfg.kafka
+            (
+                self.spark.read.format("kafka")
+                .options(**kafka_client_options(k))
+                .option("subscribe", k.dlq_topic)
+                .option("startingOffsets", "latest")
+                .option("endingOffsets", "latest")
+                .load()
+                .count()
+            )
+            return
+        schema = T.StructType([T.StructField(f.name, f.dataType, True) for f in frame.schema.fields])
+        row = self.spark.createDataFrame([tuple(None for _ in schema.fields)], schema)
+        try:
+            self._write_scratch(output, batch_id, row)
+        finally:
+            self._drop_scratch(output, batch_id)
+
+    def _scratch_dir(self, output: str, batch_id: int) -> str:
+        publisher = self.processed if output == "processed" else self.dlq
+        return publisher.scratch_dir(batch_id)
+
+    def _write_scratch(self, output: str, batch_id: int, frame: DataFrame) -> None:
+        if output == "processed":
+            self._write_processed_to(frame, self._scratch_dir(output, batch_id))
+        elif output == "dlq":
+            self._write_dlq_to(frame, self._scratch_dir(output, batch_id))
+        else:
+            # Re-sends the records of each half: the topic is at-least-once already and keyed by the
+            # source coordinates, so its consumers drop the copies.
+            self._send_dlq_topic(frame)
+
+    def _drop_scratch(self, output: str, batch_id: int) -> None:
+        if output != "dlq_topic":
+            publisher = self.processed if output == "processed" else self.dlq
+            publisher.fs.delete(self._scratch_dir(output, batch_id), True)
+
     def _write_processed(self, stored: DataFrame, batch_id: int) -> None:
+        self._write_processed_to(stored, self.processed.staging_dir(batch_id))
+
+    def _write_processed_to(self, stored: DataFrame, path: str) -> None:
         n_files = self.cfg.output_files_per_batch
         spread = stored.coalesce(1) if n_files == 1 else stored.repartition(n_files, *PARTITION_COLUMNS)
         (
             spread.sortWithinPartitions(*PARTITION_COLUMNS, "device_id", "timestamp")
             .write.mode("overwrite")
             .partitionBy(*PARTITION_COLUMNS)
-            .parquet(self.processed.staging_dir(batch_id))
+            .parquet(path)
         )
 
     def _write_dlq(self, dlq: DataFrame, batch_id: int) -> None:
-        dlq.coalesce(1).write.mode("overwrite").partitionBy(*PARTITION_COLUMNS).parquet(
-            self.dlq.staging_dir(batch_id)
-        )
+        self._write_dlq_to(dlq, self.dlq.staging_dir(batch_id))
+
+    def _write_dlq_to(self, dlq: DataFrame, path: str) -> None:
+        dlq.coalesce(1).write.mode("overwrite").partitionBy(*PARTITION_COLUMNS).parquet(path)
 
     def _summarise(
         self, j: DataFrame, summary: BatchSummary, state: dict[int, DeviceStats], batch_id: int
@@ -692,24 +988,30 @@ class BatchProcessor:
             summary.e2e_sum_s = float(row["sum_ms"]) / 1000.0
             self.metrics.e2e.add([int(row[f"b{i}"]) for i in range(len(buckets))], n, summary.e2e_sum_s)
 
+    def _dlq_topic_marker(self, batch_id: int) -> str:
+        return f"{self.ckpt}/fms_dlq_topic/{batch_id:012d}.done"
+
     def _publish_dlq_topic(self, dlq: DataFrame, batch_id: int) -> None:
-        marker = f"{self.ckpt}/fms_dlq_topic/{batch_id:012d}.done"
+        marker = self._dlq_topic_marker(batch_id)
         if self.fs_ckpt.exists(marker):
             return
-        frame = self.dlq_topic_frame(dlq)
-        (
-            frame.write.format("kafka")
-            .options(**kafka_client_options(self.cfg.kafka))
-            .option("topic", self.cfg.kafka.dlq_topic)
-            .option("kafka.acks", "all")
-            .save()
-        )
+        self._send_dlq_topic(dlq)
         self.fs_ckpt.write_text(marker, str(int(time.time() * 1000)))
         if batch_id % 50 == 0:
             for f in self.fs_ckpt.ls(f"{self.ckpt}/fms_dlq_topic"):
                 stem = f.path.rsplit("/", 1)[-1].split(".", 1)[0]
                 if stem.isdigit() and int(stem) < batch_id - 200:
                     self.fs_ckpt.delete(f.path, False)
+
+    def _send_dlq_topic(self, dlq: DataFrame) -> None:
+        (
+            self.dlq_topic_frame(dlq)
+            .write.format("kafka")
+            .options(**kafka_client_options(self.cfg.kafka))
+            .option("topic", self.cfg.kafka.dlq_topic)
+            .option("kafka.acks", "all")
+            .save()
+        )
 
     def _finish(self, summary: BatchSummary, t0: float) -> None:
         summary.seconds = time.time() - t0
@@ -739,8 +1041,12 @@ class BatchProcessor:
             )
 
 
-def run_side_by_side(steps: Mapping[str, Callable[[], None]]) -> dict[str, float]:
+def run_side_by_side(
+    steps: Mapping[str, Callable[[], None]], errors: dict[str, BaseException] | None = None
+) -> dict[str, float]:
     """Run independent batch steps in parallel threads; seconds per step; the first error is raised.
+
+    With ``errors`` nothing is raised: every failed step's error is put there under its name.
 
     Spark schedules jobs submitted from several driver threads concurrently (each thread is its
     own JVM thread in PySpark's pinned-thread mode; ``InheritableThread`` keeps the job
@@ -754,14 +1060,14 @@ def run_side_by_side(steps: Mapping[str, Callable[[], None]]) -> dict[str, float
     thread_class = InheritableThread if SparkContext._active_spark_context is not None else threading.Thread
 
     seconds: dict[str, float] = {}
-    errors: list[BaseException] = []
+    failures: list[tuple[str, BaseException]] = []
 
     def timed(name: str, fn: Callable[[], None]) -> None:
         t = time.time()
         try:
             fn()
         except BaseException as e:  # re-raised in the caller's thread below
-            errors.append(e)
+            failures.append((name, e))
         finally:
             seconds[name] = round(time.time() - t, 3)
 
@@ -776,9 +1082,102 @@ def run_side_by_side(steps: Mapping[str, Callable[[], None]]) -> dict[str, float
         timed(*items[0])
     for th in threads:
         th.join()
-    if errors:
-        raise errors[0]
+    if failures:
+        if errors is None:
+            raise failures[0][1]
+        errors.update(failures)
     return seconds
+
+
+# --------------------------------------------------------------------------- poison pills
+
+KEY_COLUMNS = ("kafka_partition", "kafka_offset")
+
+
+class IsolationLimit(RuntimeError):
+    """Too many unwritable records, or no time left: the output is at fault, not a few records."""
+
+
+def find_unwritable(
+    n: int,
+    attempt: Callable[[int, int], BaseException | None],
+    error: BaseException,
+    max_records: int,
+    deadline: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[tuple[int, BaseException]]:
+    """(index, error) of the keys, among n sorted keys, whose write fails on its own - by bisection.
+
+    The write of all n keys failed with ``error``; ``attempt(lo, hi)`` writes keys[lo:hi] and returns
+    its error (None when it worked). A failing range is halved until single keys remain; a range that
+    works holds no unwritable record. k unwritable keys cost at most 2k*ceil(log2 n) attempts (the
+    rows written add up to about 2n per unwritable key). Raises :class:`IsolationLimit` beyond
+    ``max_records`` keys or past ``deadline`` (a ``clock`` time). An empty result means that no
+    single key reproduces the failure.
+    """
+    bad: list[tuple[int, BaseException]] = []
+    failing: list[tuple[int, int, BaseException]] = [(0, n, error)] if n else []
+    while failing:
+        lo, hi, err = failing.pop()
+        if hi - lo == 1:
+            bad.append((lo, err))
+            if len(bad) > max_records:
+                raise IsolationLimit(f"more than {max_records} records cannot be written")
+            continue
+        mid = (lo + hi) // 2
+        for a, b in ((mid, hi), (lo, mid)):  # the lower half ends on top: searched first
+            if clock() > deadline:
+                raise IsolationLimit(f"isolating unwritable records took too long ({len(bad)} found)")
+            e = attempt(a, b)
+            if e is not None:
+                failing.append((a, b, e))
+    return sorted(bad, key=lambda x: x[0])
+
+
+def key_range(lo: tuple[int, int], hi: tuple[int, int]) -> Column:
+    """lo <= (kafka_partition, kafka_offset) <= hi, lexicographically."""
+    from pyspark.sql import functions as F
+
+    p, o = (F.col(c) for c in KEY_COLUMNS)
+    after_lo = (p > F.lit(lo[0])) | ((p == F.lit(lo[0])) & (o >= F.lit(lo[1])))
+    before_hi = (p < F.lit(hi[0])) | ((p == F.lit(hi[0])) & (o <= F.lit(hi[1])))
+    return after_lo & before_hi
+
+
+def error_summary(e: BaseException) -> str:
+    """``<error class>: <first line of the message>`` of the root cause of a (Spark) error.
+
+    The root of a failed write's Java cause chain (Spark's error class, e.g.
+    INCONSISTENT_BEHAVIOR_CROSS_VERSION.WRITE_ANCIENT_DATETIME, else the exception class), not the
+    generic "Job aborted due to stage failure" around it.
+    """
+    name, message = type(e).__name__, str(e)
+    try:
+        cause = getattr(e, "java_exception", None)
+        if cause is not None:
+            for _ in range(32):
+                nxt = cause.getCause()
+                if nxt is None:
+                    break
+                cause = nxt
+            error_class = None
+            try:
+                error_class = cause.getErrorClass()
+            except Exception:  # not a SparkThrowable
+                error_class = None
+            name = str(error_class or cause.getClass().getName())
+            message = str(cause.getMessage() or "")
+        else:
+            get_class = getattr(e, "getErrorClass", None)
+            error_class = get_class() if callable(get_class) else None
+            name = str(error_class or name)
+    except Exception:  # pragma: no cover - a gateway problem: the Python side's text will do
+        pass
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    first = lines[0] if lines else ""
+    if first.startswith("[") and "] " in first:  # Spark repeats the error class in front
+        first = first.split("] ", 1)[1]
+    return f"{name}: {first}" if first else name
 
 
 def reduce_and(cols: list[Column]) -> Column:

@@ -125,13 +125,22 @@ class StreamMetrics:
             "Micro-batches where in != stored + dead-lettered + duplicates (must stay 0)",
             registry=r,
         )
+        self.unwritable = Counter(
+            "fms_stream_unwritable_records",
+            "Records an output of their micro-batch refused (poison pills), isolated and dead-lettered "
+            "raw as UNWRITABLE, by the output that refused them (processed, dlq, dlq_topic)",
+            ["output"],
+            registry=r,
+        )
         self.dlq_topic_records = Counter(
             "fms_stream_dlq_topic_records", "Dead letters published to the dead-letter topic", registry=r
         )
         self.phase_seconds = Counter(
             "fms_stream_batch_phase_seconds",
             "Seconds per micro-batch step, summed over batches: the foreachBatch steps in order "
-            "(prepare, read_classify_dedup, decide_and_count, writes, publish, latency_and_state), "
+            "(prepare, read_classify_dedup, decide_and_count, writes, isolate - only when a write failed "
+            "and the batch was decided and written again without its poison pills -, publish, "
+            "latency_and_state), "
             "their parallel parts (writes.*, publish.*, after_publish.*) and Spark's own durations from the "
             "query progress (query.*; query.addBatch is the whole foreachBatch) and the duplicate "
             "detection state store's task time (state.updates, state.removals, state.commit)",
@@ -174,6 +183,8 @@ class StreamMetrics:
             for d in Dimension:
                 self.pass_ratio.labels(dimension=d.value).set(summary["passed"][d.value] / summary["in"])
             self.score.set(summary["clean"] / summary["in"])
+        for output, n in summary.get("unwritable", {}).items():
+            self.unwritable.labels(output=output).inc(n)
         if not summary["conserved"]:
             self.conservation_errors.inc()
         self.batch_rows.set(summary["in"])

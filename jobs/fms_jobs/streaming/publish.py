@@ -58,6 +58,10 @@ class BatchPublisher:
     def staging_dir(self, batch_id: int) -> str:
         return f"{self.root}/{STAGING}/batch={batch_id}"
 
+    def scratch_dir(self, batch_id: int) -> str:
+        """Where the streaming job tries parts of a batch whose write failed (never published)."""
+        return f"{self.root}/{STAGING}/isolate-batch={batch_id}"
+
     def manifest_path(self, batch_id: int) -> str:
         return f"{self.root}/{MANIFESTS}/{batch_id:012d}.json"
 
