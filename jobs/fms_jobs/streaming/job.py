@@ -183,7 +183,8 @@ def read_source(spark: SparkSession, cfg: StreamConfig) -> DataFrame:
                 ),
             ]
         )
-        return spark.readStream.schema(schema).parquet(str(cfg.source_path))
+        # one file per micro-batch: a replay keeps the batch boundaries it was recorded with
+        return spark.readStream.schema(schema).option("maxFilesPerTrigger", "1").parquet(str(cfg.source_path))
     k = cfg.kafka
     reader = (
         spark.readStream.format("kafka")
