@@ -14,7 +14,7 @@ TF_ENV = eval "$$(bash scripts/bootstrap/terraform_env.sh)"
 PYTEST = $(TF_ENV); $(VENV)/bin/pytest
 
 .PHONY: help bootstrap lab lab-converge lab-infra lab-down lab-status test test-static test-terraform test-unit \
-        test-integration test-monitoring test-lab test-offline lint fmt lock bench
+        test-integration test-monitoring test-property test-property-long test-lab test-offline lint fmt lock bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -40,28 +40,38 @@ lab-down: ## Tear the lab down, leaving nothing running
 lab-status: ## Show every lab host with role, IP, state and reachability
 	@$(PY) scripts/lab.py status
 
-test: bootstrap ## Run every test: the lab suite beside the others (it mostly waits on its hosts)
-	@$(MAKE) --no-print-directory -k -j2 --output-sync=target test-lab test-offline
+TIMED = bash scripts/bootstrap/timed.sh
 
-test-offline: test-static test-terraform test-unit test-integration test-monitoring ## Every suite but the lab's
+test: bootstrap ## Run every test: the lab suite beside the others (it mostly waits on its hosts); prints time per suite
+	@rm -rf build/test-times
+	@rc=0; $(MAKE) --no-print-directory -k -j2 --output-sync=target test-lab test-offline || rc=$$?; \
+	  bash scripts/bootstrap/test_times.sh; exit $$rc
+
+test-offline: test-static test-terraform test-unit test-property test-integration test-monitoring ## Every suite but the lab's
 
 test-static: ## Linters and static checks (ruff, yamllint, terraform fmt/validate, checkov)
-	@$(PYTEST) tests/static
+	@$(TF_ENV); $(TIMED) static $(VENV)/bin/pytest tests/static
 
 test-terraform: ## terraform test + a real apply/plan/destroy of both stacks against moto
-	@$(PYTEST) tests/terraform
+	@$(TF_ENV); $(TIMED) terraform $(VENV)/bin/pytest tests/terraform
 
 test-unit: ## Pure unit tests (quality rules, simulator, helpers)
-	@$(PYTEST) tests/unit
+	@$(TF_ENV); $(TIMED) unit $(VENV)/bin/pytest tests/unit
+
+test-property: ## Property tests of the quality rules: Spark vs reference on >= 10,000 generated messages (fixed seed)
+	@$(TF_ENV); $(TIMED) property $(VENV)/bin/pytest -rP tests/property
+
+test-property-long: ## The same properties, a longer random search (FMS_HYPOTHESIS_PROFILE=long, ~30x the examples)
+	@FMS_HYPOTHESIS_PROFILE=long $(PYTEST) -rP tests/property
 
 test-integration: ## Loopback integration: real Kafka broker + local Spark
-	@$(PYTEST) tests/integration
+	@$(TF_ENV); $(TIMED) integration $(VENV)/bin/pytest tests/integration
 
 test-monitoring: ## promtool rule tests, amtool config checks, dashboard checks
-	@$(PYTEST) tests/monitoring
+	@$(TF_ENV); $(TIMED) monitoring $(VENV)/bin/pytest tests/monitoring
 
 test-lab: ## Lab bring-up, convergence, testinfra, pipeline and alert drills (needs root; -rP prints the measured figures)
-	@$(PYTEST) -rP tests/lab
+	@$(TF_ENV); $(TIMED) lab $(VENV)/bin/pytest -rP tests/lab
 
 lint: ## Ruff and yamllint only
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/yamllint -s .
