@@ -5,8 +5,15 @@ Terraform stack, with the artifact mirror, once per session in its own
 FMS_LAB_DIR; `test_down_leaves_nothing` tears it down and asserts nothing is
 left. Test order: tests without hosts first (fast feedback on a machine that
 cannot run the lab), then the ones on bare lab hosts, then site.yml and
-testinfra (test_lab_converge.py), the pipeline end to end (test_lab_pipeline.py),
-the alert drills (test_lab_alerts.py), then the teardown test.
+testinfra (test_lab_converge.py), bad input injected into the running pipeline
+(test_lab_bad_input.py), the pipeline end to end (test_lab_pipeline.py: its conservation audit
+also covers every record the bad-input module injected), the alert drills (test_lab_alerts.py),
+then the teardown test.
+
+Development against a lab that is up: FMS_LAB_REUSE=1 FMS_LAB_DIR=... runs the converge, bad-input,
+pipeline and alert modules on it (`converged` runs site.yml once per session);
+FMS_LAB_REUSE=converged does not run site.yml at all - for a lab just converged from this checkout
+(`scripts/lab.py converge`), whose latest site.yml log then stands for the run.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ TEARDOWN_TESTS = ("test_down_leaves_nothing",)
 # Run on the converged lab, in this order.
 CONVERGE_MODULES = (
     "test_lab_converge.py",
+    "test_lab_bad_input.py",
     "test_lab_pipeline.py",
     "test_lab_bench.py",
     "test_lab_alerts.py",
@@ -90,8 +98,25 @@ def lab(lab_dir: Path):
 @pytest.fixture(scope="session")
 def converged(lab) -> converge.PlaybookRun:
     """site.yml run once on the session's bare lab hosts, as an operator runs it on AWS."""
+    if os.environ.get("FMS_LAB_REUSE") == "converged":
+        return _last_site_run()
     run = converge.run_playbook("primary", "site")
     print(f"\nsite.yml from bare hosts: {run.summary()}")
     if not run.ok:
         pytest.fail(f"site.yml did not converge the lab: {run.summary()}\n{playbook_failures(run)}")
+    return run
+
+
+def _last_site_run() -> converge.PlaybookRun:
+    """FMS_LAB_REUSE=converged: the lab's latest site.yml run, from its log (no second run)."""
+    logs = sorted(state.logs_dir().glob("ansible-primary-site-*.log"))
+    if not logs:
+        pytest.skip(f"FMS_LAB_REUSE=converged but no site.yml log in {state.logs_dir()}")
+    recap = converge.parse_recap(logs[-1].read_text(errors="replace").splitlines())
+    run = converge.PlaybookRun("ansible/site.yml", 0, 0.0, logs[-1], recap)
+    print(f"\nreusing the lab converged by {logs[-1].name}: {run.summary()}")
+    if not run.ok:
+        pytest.fail(
+            f"the lab's last site.yml run did not converge: {run.summary()}\n{playbook_failures(run)}"
+        )
     return run
