@@ -250,3 +250,20 @@ def test_device_state_store_replay(spark: Any, tmp_path: Path) -> None:
         "devices-000000000002.json",
         "devices-000000000003.json",
     ]
+
+
+def test_dead_letter_base64_is_one_line(spark: Any) -> None:
+    """The dead-letter topic's value_b64/key_b64: one line, whatever the Spark version's chunking."""
+    import base64
+
+    from fms_jobs.streaming.job import one_line_base64
+    from pyspark.sql import functions as F
+
+    spark.conf.set("spark.sql.chunkBase64String.enabled", "true")  # MIME lines, as older Spark 3.5 writes
+    try:
+        df = spark.createDataFrame([(bytearray(range(256)) * 2,)], "v binary")
+        chunked, flat = df.select(F.base64("v"), one_line_base64(F.col("v"))).first()
+    finally:
+        spark.conf.set("spark.sql.chunkBase64String.enabled", "false")
+    assert "\r\n" in chunked  # the setting is real: without the fix the envelope had line breaks
+    assert "\n" not in flat and base64.b64decode(flat, validate=True) == bytes(range(256)) * 2

@@ -596,8 +596,8 @@ class BatchProcessor:
             F.date_format(C("event_time"), "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'").alias("event_time"),
             C("raw_size").alias("size"),
             (C("raw_size") > F.lit(limit)).alias("truncated"),
-            F.base64(F.substring(C("raw_value"), 1, limit)).alias("value_b64"),
-            F.base64(C("raw_key")).alias("key_b64"),
+            one_line_base64(F.substring(C("raw_value"), 1, limit)).alias("value_b64"),
+            one_line_base64(C("raw_key")).alias("key_b64"),
             C("batch_id"),
         )
         headers = F.array(
@@ -1040,6 +1040,14 @@ class BatchProcessor:
                 summary.seconds,
                 summary.phases,
             )
+
+
+def one_line_base64(col: Column) -> Column:
+    """Base64 on one line: Spark versions without spark.sql.chunkBase64String.enabled wrap it
+    every 76 characters (MIME style), which strict decoders (Java's, Go's) refuse."""
+    from pyspark.sql import functions as F
+
+    return F.regexp_replace(F.base64(col), "[\\r\\n]", "")
 
 
 def run_side_by_side(
