@@ -504,11 +504,40 @@ class BatchProcessor:
         dim = F.lit(None).cast("string")
         for reason, dimension in DEAD_LETTER_DIMENSIONS.items():
             dim = F.when(C("reason") == F.lit(reason), F.lit(dimension.value)).otherwise(dim)
-        kts = C("arrival_time")
         return j.where(keep).select(
-            C("reason"),
-            C("detail"),
-            dim.alias("dimension"),
+            *self._dead_letter_columns(
+                C("reason"),
+                C("detail"),
+                dim,
+                F.timestamp_millis(C("created_ms")),
+                C("device_id").cast("int"),
+                C("event_time"),
+                batch_id,
+                processed_at_ms,
+            )
+        )
+
+    def _dead_letter_columns(
+        self,
+        reason: Column,
+        detail: Column,
+        dimension: Column,
+        created_at: Column,
+        device_id: Column,
+        event_time: Column,
+        batch_id: int,
+        processed_at_ms: int,
+    ) -> list[Column]:
+        """DLQ_COLUMNS: the verdict and typed values given, the original bytes and Kafka coordinates
+        of the row, partitioned by the Kafka timestamp (shared by dlq_frame and unwritable_frame)."""
+        from pyspark.sql import functions as F
+
+        C = F.col
+        kts = C("arrival_time")
+        return [
+            reason.alias("reason"),
+            detail.alias("detail"),
+            dimension.alias("dimension"),
             F.lit(self.rules.rules_version).alias("rules_version"),
             C("value").alias("raw_value"),
             C("key").alias("raw_key"),
@@ -517,16 +546,16 @@ class BatchProcessor:
             C("partition").alias("kafka_partition"),
             C("offset").alias("kafka_offset"),
             kts.alias("kafka_timestamp"),
-            F.timestamp_millis(C("created_ms")).alias("created_at"),
-            C("device_id").cast("int").alias("device_id"),
-            C("event_time"),
+            created_at.alias("created_at"),
+            device_id.alias("device_id"),
+            event_time.alias("event_time"),
             F.lit(batch_id).cast("long").alias("batch_id"),
             F.timestamp_millis(F.lit(processed_at_ms)).alias("dead_lettered_at"),
             F.year(kts).alias("year"),
             F.month(kts).alias("month"),
             F.dayofmonth(kts).alias("day"),
             F.hour(kts).alias("hour"),
-        )
+        ]
 
     def unwritable_frame(self, j: DataFrame, batch_id: int, processed_at_ms: int) -> DataFrame:
         """Raw-only dead letters of the records no output accepted (UNWRITABLE), in DLQ_COLUMNS.
@@ -538,28 +567,17 @@ class BatchProcessor:
         from pyspark.sql import functions as F
 
         C = F.col
-        kts = C("arrival_time")
         return j.where(C("_unwritable").isNotNull()).select(
-            F.lit(UNWRITABLE.value).alias("reason"),
-            C("_unwritable").alias("detail"),
-            F.lit(UNWRITABLE.dimension.value).alias("dimension"),
-            F.lit(self.rules.rules_version).alias("rules_version"),
-            C("value").alias("raw_value"),
-            C("key").alias("raw_key"),
-            C("q_size").alias("raw_size"),
-            C("topic").alias("kafka_topic"),
-            C("partition").alias("kafka_partition"),
-            C("offset").alias("kafka_offset"),
-            kts.alias("kafka_timestamp"),
-            F.lit(None).cast("timestamp").alias("created_at"),
-            F.lit(None).cast("int").alias("device_id"),
-            F.lit(None).cast("timestamp").alias("event_time"),
-            F.lit(batch_id).cast("long").alias("batch_id"),
-            F.timestamp_millis(F.lit(processed_at_ms)).alias("dead_lettered_at"),
-            F.year(kts).alias("year"),
-            F.month(kts).alias("month"),
-            F.dayofmonth(kts).alias("day"),
-            F.hour(kts).alias("hour"),
+            *self._dead_letter_columns(
+                F.lit(UNWRITABLE.value),
+                C("_unwritable"),
+                F.lit(UNWRITABLE.dimension.value),
+                F.lit(None).cast("timestamp"),
+                F.lit(None).cast("int"),
+                F.lit(None).cast("timestamp"),
+                batch_id,
+                processed_at_ms,
+            )
         )
 
     def dead_letter_rows(
