@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The local lab: AWS emulator + Terraform + one systemd-nspawn host per EC2 instance.
 
-  lab.py up [--env primary|dr] [--profile lab|minimal] [--emulator-url URL --no-apply] [--no-mirror]
+  lab.py up [--env primary|dr] [--profile auto|lab|minimal] [--emulator-url URL --no-apply] [--no-mirror]
   lab.py down [--env primary|dr ... | --all]      (default: --all)
   lab.py converge [--env primary|dr] [--playbook site|pipeline|rolling_restart|PATH] [ANSIBLE-ARGS...]
   lab.py testinfra [--env primary|dr] [PYTEST-ARGS...]
@@ -29,7 +29,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p_up = sub.add_parser("up", help="bring an env's hosts up (idempotent, resumable)")
     p_up.add_argument("--env", default="primary", choices=sorted(envs.ENVS))
-    p_up.add_argument("--profile", default="lab", choices=sorted(envs.PROFILES))
+    p_up.add_argument(
+        "--profile",
+        default=envs.AUTO_PROFILE,
+        choices=[envs.AUTO_PROFILE, *sorted(envs.PROFILES)],
+        help="host layout; auto (default): the largest this machine's cores and memory run comfortably",
+    )
     p_up.add_argument("--emulator-url", help="use this already running emulator (the lab will not stop it)")
     p_up.add_argument(
         "--no-apply", action="store_true", help="skip Terraform: host the instances the emulator already has"

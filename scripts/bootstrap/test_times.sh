@@ -9,10 +9,10 @@ sort -k4n "$dir"/* | awk '
   NR == 1 { first = $4 }
   { rows[NR] = $0; if ($5 > last) last = $5 }
   END {
-    printf "%-18s %4s %8s %11s\n", "suite", "rc", "minutes", "started at"
+    printf "%-18s %4s %8s %11s %12s\n", "suite", "rc", "minutes", "started at", "CPU minutes"
     for (i = 1; i <= NR; i++) {
       split(rows[i], f, " ")
-      printf "%-18s %4s %8.1f %8.1f min\n", f[1], f[2], f[3] / 60, (f[4] - first) / 60
+      printf "%-18s %4s %8.1f %8.1f min %12.1f\n", f[1], f[2], f[3] / 60, (f[4] - first) / 60, f[6] / 60
     }
     printf "%-18s %4s %8.1f\n", "make test", "", (last - first) / 60
   }'

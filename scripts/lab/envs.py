@@ -45,12 +45,39 @@ class Profile:
     name: str
     min_available_mib: int  # MemAvailable needed for one env's idle hosts plus the services later issues run
     description: str
+    # below this the hosts' JVMs and site.yml starve each other (ssh answers late, probes fail)
+    min_cores: int = 1
 
 
 PROFILES: dict[str, Profile] = {
-    "lab": Profile("lab", 10 * 1024, "every role on its own host(s), as production lays them out"),
+    "lab": Profile(
+        "lab", 10 * 1024, "every role on its own host(s), as production lays them out", min_cores=4
+    ),
     "minimal": Profile("minimal", 5 * 1024, "the fewest hosts that still run every role"),
 }
+
+
+AUTO_PROFILE = "auto"
+# `auto` takes the first profile this machine runs comfortably, largest first.
+AUTO_ORDER = ("lab", "minimal")
+
+
+def pick_profile(cores: int, available_mib: int) -> tuple[Profile, str]:
+    """The largest profile this machine runs comfortably, and why (for `--profile auto`).
+
+    The smallest profile is the floor: preflight still refuses it if memory is short.
+    """
+    passed_over: list[str] = []
+    for name in AUTO_ORDER:
+        prof = PROFILES[name]
+        short = [f"{cores} cores < {prof.min_cores}"] if cores < prof.min_cores else []
+        if available_mib < prof.min_available_mib:
+            short.append(f"{available_mib} MiB available < {prof.min_available_mib}")
+        if not short or name == AUTO_ORDER[-1]:
+            why = "; ".join(passed_over) or f"{cores} cores, {available_mib} MiB available"
+            return prof, why
+        passed_over.append(f"not {name}: {', '.join(short)}")
+    raise AssertionError("AUTO_ORDER is empty")
 
 
 def env(name: str) -> Env:

@@ -361,8 +361,12 @@ def start(rec: HostRecord) -> int:
     return proc.pid
 
 
-def ssh_command(target: str, command: str | None = None, *, tty: bool = False) -> list[str]:
+def ssh_command(
+    target: str, command: str | None = None, *, tty: bool = False, connect_timeout_s: int | None = None
+) -> list[str]:
     cmd = ["ssh", "-F", str(state.ssh_config_path())]
+    if connect_timeout_s is not None:  # the command line wins over the config's ConnectTimeout
+        cmd += ["-o", f"ConnectTimeout={connect_timeout_s}"]
     if tty:
         cmd.append("-t")
     cmd.append(target)
@@ -371,11 +375,13 @@ def ssh_command(target: str, command: str | None = None, *, tty: bool = False) -
     return cmd
 
 
-def ssh_run(target: str, command: str, timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
+def ssh_run(
+    target: str, command: str, timeout_s: float = 30.0, *, connect_timeout_s: int | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a command on a host (by name or IP); a hung connection ends at the timeout (rc 124)."""
     try:
         return subprocess.run(
-            ssh_command(target, command),
+            ssh_command(target, command, connect_timeout_s=connect_timeout_s),
             text=True,
             capture_output=True,
             timeout=timeout_s,
@@ -385,6 +391,28 @@ def ssh_run(target: str, command: str, timeout_s: float = 30.0) -> subprocess.Co
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
         return subprocess.CompletedProcess(exc.cmd, 124, out, f"timed out after {timeout_s:.0f}s")
+
+
+# A busy lab (load far above its cores while site.yml or Spark runs) answers late, not never:
+# the status probe tries again with more patience before it calls a host unreachable.
+PROBE_ATTEMPTS_S = (10, 30, 60)
+
+
+def probe(rec: HostRecord) -> tuple[str, str, float]:
+    """(ssh, systemd state, seconds it took) of a running host, patient with a loaded machine.
+
+    ssh is "ok", "ok (slow: Ns)" when only a later, longer attempt answered, or "unreachable".
+    """
+    started = time.monotonic()
+    for attempt, limit in enumerate(PROBE_ATTEMPTS_S):
+        command = "hostname; systemctl is-system-running"
+        res = ssh_run(rec["ip"], command, timeout_s=limit, connect_timeout_s=int(limit * 2 / 3))
+        lines = res.stdout.split()
+        if lines[:1] == [rec["name"]]:
+            took = time.monotonic() - started
+            ssh = "ok" if attempt == 0 else f"ok (slow: {took:.0f}s)"
+            return ssh, (lines[1] if len(lines) > 1 else "-"), took
+    return "unreachable", "-", time.monotonic() - started
 
 
 def console_tail(name: str, lines: int = 20) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import discovery, hosts, mirror, network, preflight, progress, rootfs, services, state
-from .envs import ENVS, PROFILES, Env
+from .envs import AUTO_PROFILE, ENVS, PROFILES, Env, pick_profile
 from .envs import env as get_env
 
 # (env name, emulator URL, profile name) -> Terraform's outputs (or None when there are none)
@@ -151,6 +151,17 @@ def _env_memory_mib(all_hosts: dict[str, hosts.HostRecord], env: Env) -> int:
     return used // (1024 * 1024)
 
 
+def _auto_profile(env_name: str) -> str:
+    """`--profile auto`: the env's profile if it is up, else the largest the machine runs comfortably."""
+    running = state.load_lab()["envs"].get(env_name, {}).get("profile")
+    if running in PROFILES:
+        progress.step(f"profile: auto -> {running} (the profile {env_name} is already up with)")
+        return running
+    prof, why = pick_profile(os.cpu_count() or 1, preflight.mem_available_mib())
+    progress.step(f"profile: auto -> {prof.name} ({why}; --profile/PROFILE= picks one)")
+    return prof.name
+
+
 def up(
     env_name: str = "primary",
     profile: str = "lab",
@@ -167,8 +178,11 @@ def up(
     """
     progress.restart()
     env = get_env(env_name)
+    if profile == AUTO_PROFILE:
+        profile = _auto_profile(env.name)
     if profile not in PROFILES:
-        raise SystemExit(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        choices = ", ".join([*PROFILES, AUTO_PROFILE])
+        raise SystemExit(f"unknown profile {profile!r}; choose one of {choices}")
     prof = PROFILES[profile]
     with state.locked():
         lab, all_hosts = state.load_lab(), state.load_hosts()
@@ -514,10 +528,7 @@ def collect_status() -> list[dict[str, Any]]:
         row["state"] = "running" if running else "stopped"
         row["ssh"], row["system"] = "-", "-"
         if running:
-            res = hosts.ssh_run(rec["ip"], "hostname; systemctl is-system-running", timeout_s=10)
-            lines = res.stdout.split()
-            row["ssh"] = "ok" if lines[:1] == [rec["name"]] else "unreachable"
-            row["system"] = lines[1] if len(lines) > 1 else "-"
+            row["ssh"], row["system"], _ = hosts.probe(rec)
         mem = hosts.memory_usage(rec["name"]) if running else {}
         row["mem_mib"] = round(mem.get("total", 0) / 2**20) if mem else None
         row["services"] = urls.get(rec["name"], [])
@@ -570,7 +581,7 @@ def print_status() -> int:
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header) - 1)]
     for row in table:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + str(row[-1]))
-    bad = [r for r in rows if r["state"] != "running" or r["ssh"] != "ok"]
+    bad = [r for r in rows if r["state"] != "running" or not r["ssh"].startswith("ok")]
     return 1 if bad else 0
 
 

@@ -53,3 +53,46 @@ def test_other_commands_refuse_unknown_arguments(capsys: pytest.CaptureFixture[s
         lab_cli().main(["status", "--bogus"])
     assert e.value.code == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("cores", "available_mib", "profile", "why"),
+    [
+        (8, 32 * 1024, "lab", "8 cores"),
+        (4, 10 * 1024, "lab", "4 cores"),
+        (2, 22 * 1024, "minimal", "not lab: 2 cores < 4"),
+        (16, 8 * 1024, "minimal", "8192 MiB available < 10240"),
+        (1, 1024, "minimal", "not lab: 1 cores < 4, 1024 MiB available < 10240"),
+    ],
+)
+def test_auto_profile_fits_the_machine(cores: int, available_mib: int, profile: str, why: str) -> None:
+    """`make lab` (PROFILE=auto) on a 2-core machine takes the 7-host profile and says why."""
+    from lab import envs
+
+    picked, reason = envs.pick_profile(cores, available_mib)
+    assert picked.name == profile
+    assert why in reason
+
+
+def test_status_probe_is_patient_with_a_busy_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host whose ssh answers only on the second, longer attempt is slow, not unreachable."""
+    import subprocess
+
+    from lab import hosts
+
+    answers = iter(
+        [
+            subprocess.CompletedProcess([], 124, "", "timed out"),
+            subprocess.CompletedProcess([], 0, "h1\nrunning\n", ""),
+        ]
+    )
+    limits: list[tuple[float, int | None]] = []
+
+    def fake_ssh_run(target: str, command: str, timeout_s: float = 30.0, *, connect_timeout_s=None):
+        limits.append((timeout_s, connect_timeout_s))
+        return next(answers)
+
+    monkeypatch.setattr(hosts, "ssh_run", fake_ssh_run)
+    ssh, system, _ = hosts.probe({"name": "h1", "ip": "198.18.0.9"})  # type: ignore[typeddict-item]
+    assert ssh.startswith("ok (slow:") and system == "running"
+    assert limits[1][0] > limits[0][0] and limits[1][1] and limits[1][1] > 3

@@ -19,7 +19,7 @@ module "lake" {
   name        = "${var.bucket_prefix}-${each.key}"
   kms_key_arn = var.kms_key_arn
   access_log_target = {
-    bucket = module.access_logs.id
+    bucket = module.access_logs.log_delivery_target # waits for its log-delivery grant
     prefix = "${each.key}/"
   }
   lifecycle_transitions = [
@@ -35,8 +35,6 @@ module "lake" {
   } : null
   force_destroy = var.force_destroy
   tags          = merge(var.tags, { Tier = each.key })
-
-  depends_on = [module.access_logs] # its log-delivery grant must exist before lake buckets log into it
 }
 
 # ---- cross-region replication (source side) --------------------------------
