@@ -53,28 +53,28 @@ test: bootstrap ## Run every test: the lab suite beside the others (it mostly wa
 test-offline: test-static test-terraform test-unit test-property test-integration test-monitoring ## Every suite but the lab's
 
 test-static: ## Linters and static checks (ruff, yamllint, terraform fmt/validate, checkov)
-	@$(TF_ENV); $(YIELDING) static $(VENV)/bin/pytest tests/static
+	@$(TF_ENV); $(YIELDING) static $(VENV)/bin/pytest --durations=15 tests/static
 
 test-terraform: ## terraform test + a real apply/plan/destroy of both stacks against moto
-	@$(TF_ENV); $(YIELDING) terraform $(VENV)/bin/pytest tests/terraform
+	@$(TF_ENV); $(YIELDING) terraform $(VENV)/bin/pytest --durations=15 tests/terraform
 
 test-unit: ## Pure unit tests (quality rules, simulator, helpers)
-	@$(TF_ENV); $(YIELDING) unit $(VENV)/bin/pytest tests/unit
+	@$(TF_ENV); $(YIELDING) unit $(VENV)/bin/pytest --durations=15 tests/unit
 
 test-property: ## Property tests of the quality rules: Spark vs reference on >= 10,000 generated messages (fixed seed)
-	@$(TF_ENV); $(YIELDING) property $(VENV)/bin/pytest -rP tests/property
+	@$(TF_ENV); $(YIELDING) property $(VENV)/bin/pytest --durations=15 -rP tests/property
 
 test-property-long: ## The same properties, a longer random search (FMS_HYPOTHESIS_PROFILE=long, ~30x the examples)
 	@FMS_HYPOTHESIS_PROFILE=long $(PYTEST) -rP tests/property
 
 test-integration: ## Loopback integration: real Kafka broker + local Spark
-	@$(TF_ENV); $(TIMED) integration $(VENV)/bin/pytest tests/integration
+	@$(TF_ENV); $(TIMED) integration $(VENV)/bin/pytest --durations=15 tests/integration
 
 test-monitoring: ## promtool rule tests, amtool config checks, dashboard checks
-	@$(TF_ENV); $(TIMED) monitoring $(VENV)/bin/pytest tests/monitoring
+	@$(TF_ENV); $(TIMED) monitoring $(VENV)/bin/pytest --durations=15 tests/monitoring
 
 test-lab: ## Lab bring-up, convergence, testinfra, pipeline and alert drills (needs root; -rP prints the measured figures)
-	@$(TF_ENV); $(TIMED) lab $(VENV)/bin/pytest -rP tests/lab
+	@$(TF_ENV); $(TIMED) lab $(VENV)/bin/pytest --durations=30 -rP tests/lab
 
 lint: ## Ruff and yamllint only
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/yamllint -s .
