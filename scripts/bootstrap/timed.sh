@@ -15,10 +15,13 @@ else
 fi
 rc=$?
 end=$(date +%s)
-# CPU of every process the suite waited for (user + system), from the shell's `times`.
-cpu=$(times | sed -n 2p | awk '{
+# CPU of every process the suite waited for (user + system), from the shell's `times`
+# (redirected, not piped: a pipe would run it in a subshell that has no children).
+times > "$dir/.$suite.times"
+cpu=$(sed -n 2p "$dir/.$suite.times" | awk '{
   s = 0
   for (i = 1; i <= 2; i++) { split($i, p, "m"); sub("s", "", p[2]); s += p[1] * 60 + p[2] }
   printf "%.0f", s }')
+rm -f "$dir/.$suite.times"
 echo "$suite $rc $((end - start)) $start $end $cpu" > "$dir/$suite"
 exit $rc
