@@ -261,8 +261,11 @@ def test_mirror_server_lifecycle_on_loopback(tmp_path, monkeypatch):
     """start -> answers with the mirror tree -> found by its marker -> stopped (no lab hosts needed)."""
     from fmsops.emulator import free_port
 
-    if not mirror.mirror_root().is_dir():
-        pytest.skip(f"no mirror built in {mirror.mirror_root()} (scripts/artifacts.py build all)")
+    # The server's lifecycle, not the artifacts: a stand-in mirror tree in a cache of its own, so the
+    # test runs on a new machine too (its mirror is built only later, by the lab).
+    monkeypatch.setenv("FMS_CACHE_DIR", str(tmp_path / "cache"))
+    (mirror.mirror_root() / "apache").mkdir(parents=True)
+    (mirror.mirror_root() / "stand-in.txt").write_text("served from the test's own cache\n")
     monkeypatch.setenv("FMS_LAB_DIR", str(tmp_path))
     ep = mirror.Endpoint(f"http://127.0.0.1:{(port := free_port())}", "127.0.0.1", port)
     rec = mirror.start(ep)
@@ -270,7 +273,7 @@ def test_mirror_server_lifecycle_on_loopback(tmp_path, monkeypatch):
         assert mirror.alive(rec) and mirror.processes_of(tmp_path) == {rec["pid"]}
         with urllib.request.urlopen(f"{ep.url}/", timeout=10) as resp:
             listing = resp.read().decode()
-        assert "apache/" in listing
+        assert "apache/" in listing and "stand-in.txt" in listing
     finally:
         mirror.stop(rec)
     assert not mirror.alive(rec) and not mirror.processes_of(tmp_path) and not mirror.answers(ep.url)
