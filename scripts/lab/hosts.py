@@ -398,21 +398,20 @@ def ssh_run(
 PROBE_ATTEMPTS_S = (10, 30, 60)
 
 
-def probe(rec: HostRecord) -> tuple[str, str, float]:
-    """(ssh, systemd state, seconds it took) of a running host, patient with a loaded machine.
+def probe(rec: HostRecord) -> tuple[str, str]:
+    """(ssh, systemd state) of a running host, patient with a loaded machine.
 
     ssh is "ok", "ok (slow: Ns)" when only a later, longer attempt answered, or "unreachable".
     """
     started = time.monotonic()
+    command = "hostname; systemctl is-system-running"
     for attempt, limit in enumerate(PROBE_ATTEMPTS_S):
-        command = "hostname; systemctl is-system-running"
         res = ssh_run(rec["ip"], command, timeout_s=limit, connect_timeout_s=int(limit * 2 / 3))
         lines = res.stdout.split()
         if lines[:1] == [rec["name"]]:
-            took = time.monotonic() - started
-            ssh = "ok" if attempt == 0 else f"ok (slow: {took:.0f}s)"
-            return ssh, (lines[1] if len(lines) > 1 else "-"), took
-    return "unreachable", "-", time.monotonic() - started
+            ssh = "ok" if attempt == 0 else f"ok (slow: {time.monotonic() - started:.0f}s)"
+            return ssh, (lines[1] if len(lines) > 1 else "-")
+    return "unreachable", "-"
 
 
 def console_tail(name: str, lines: int = 20) -> str:

@@ -528,7 +528,7 @@ def collect_status() -> list[dict[str, Any]]:
         row["state"] = "running" if running else "stopped"
         row["ssh"], row["system"] = "-", "-"
         if running:
-            row["ssh"], row["system"], _ = hosts.probe(rec)
+            row["ssh"], row["system"] = hosts.probe(rec)
         mem = hosts.memory_usage(rec["name"]) if running else {}
         row["mem_mib"] = round(mem.get("total", 0) / 2**20) if mem else None
         row["services"] = urls.get(rec["name"], [])

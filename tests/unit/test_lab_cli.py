@@ -93,6 +93,6 @@ def test_status_probe_is_patient_with_a_busy_host(monkeypatch: pytest.MonkeyPatc
         return next(answers)
 
     monkeypatch.setattr(hosts, "ssh_run", fake_ssh_run)
-    ssh, system, _ = hosts.probe({"name": "h1", "ip": "198.18.0.9"})  # type: ignore[typeddict-item]
+    ssh, system = hosts.probe({"name": "h1", "ip": "198.18.0.9"})  # type: ignore[typeddict-item]
     assert ssh.startswith("ok (slow:") and system == "running"
     assert limits[1][0] > limits[0][0] and limits[1][1] and limits[1][1] > 3
