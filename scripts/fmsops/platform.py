@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 PLATFORM_FILE = REPO / "platform.yml"
 
 PROTOCOLS = frozenset({"tcp", "udp"})
+SUBNET_TIERS = frozenset({"public", "private", "data"})
 # The module variables a CIDR class may name (terraform/modules/security).
 CIDR_VARIABLES = frozenset({"admin_cidrs", "dashboard_cidrs", "replication_peer_cidrs"})
 # What AWS accepts in a security group rule description.
@@ -123,6 +124,8 @@ def parse(data: Any) -> Platform:
         members = g.get("inventory_groups") if isinstance(g, Mapping) else None
         if not re.fullmatch(r"[a-z][a-z0-9_]*", sg) or not members or not g.get("description"):
             raise ContractError(f"security_groups.{sg}: needs a description and inventory_groups")
+        if g.get("subnet_tier") not in SUBNET_TIERS:
+            raise ContractError(f"security_groups.{sg}: subnet_tier must be one of {sorted(SUBNET_TIERS)}")
         for member in members:
             if member in seen:
                 raise ContractError(f"inventory group {member!r} is in both {seen[member]} and {sg}")

@@ -63,6 +63,7 @@ module "storage" {
 module "iam" {
   source           = "../../modules/iam"
   name             = local.name
+  role_families    = keys(local.platform.security_groups)
   lake_bucket_arns = module.storage.bucket_arns
   kms_key_arn      = module.kms.key_arn
   tags             = local.tags
@@ -74,6 +75,7 @@ module "compute" {
   environment            = var.environment
   project                = var.project
   instance_groups        = var.instance_groups
+  security_groups        = local.platform.security_groups
   subnet_ids             = module.network.subnet_ids
   security_group_ids     = module.security.security_group_ids
   instance_profile_names = module.iam.instance_profile_names

@@ -62,6 +62,7 @@ variable "security_groups" {
   type = map(object({
     description      = string
     inventory_groups = list(string)
+    subnet_tier      = optional(string) # used by the compute module
   }))
   validation {
     condition     = length(var.security_groups) > 0 && alltrue([for k, g in var.security_groups : can(regex("^[a-z][a-z0-9_]*$", k)) && length(g.inventory_groups) > 0])
