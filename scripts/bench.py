@@ -68,7 +68,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fmsops.platform import load as load_platform
+from fmsops.platform_contract import load as load_platform
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable

@@ -25,7 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM_DIR = REPO / "terraform"
-# The platform contract the env roots read as ../../../platform.yml (see platform.py).
+# The platform contract the env roots read as ../../../platform.yml (see platform_contract.py).
 PLATFORM_FILE = REPO / "platform.yml"
 
 LOCAL_BACKEND_OVERRIDE = """\

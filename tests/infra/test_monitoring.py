@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fmsops.platform import load as load_platform
+from fmsops.platform_contract import load as load_platform
 from infra_helpers import http
 
 # Ports from the platform contract (platform.yml), the ones the roles configure.

@@ -6,7 +6,7 @@ import json
 import uuid
 
 import pytest
-from fmsops.platform import load as load_platform
+from fmsops.platform_contract import load as load_platform
 from infra_helpers import listening, run
 
 # Ports from the platform contract (platform.yml), the ones the roles configure.

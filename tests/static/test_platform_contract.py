@@ -37,7 +37,7 @@ import pytest
 import yaml
 from ansible_support import BIN, ansible_env
 from fmsops.emulator import EMULATOR_ENV
-from fmsops.platform import Platform, load
+from fmsops.platform_contract import Platform, load
 from fmsops.terraform import REPO, Stack, lab_var_file
 
 ROLES_DIR = REPO / "roles"
@@ -373,7 +373,7 @@ def test_scrapes_and_clients_use_the_ports_the_services_listen_on(
 def test_terraform_expands_the_contract_like_the_python_loader(
     planned: list[PlannedRule], contract: Platform
 ) -> None:
-    """Python tools and tests see through fmsops.platform the rules Terraform builds."""
+    """Python tools and tests see through fmsops.platform_contract the rules Terraform builds."""
     ours = {(r.to, r.source, r.protocol, r.from_port, r.to_port, r.port_name) for r in contract.rules()}
     theirs = {(r.to, r.source, r.protocol, r.from_port, r.to_port, r.port_name) for r in planned}
     assert theirs == ours

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import bench
 import pytest
-from fmsops.platform import load as load_platform
+from fmsops.platform_contract import load as load_platform
 from prometheus_client import generate_latest
 
 # ---------------------------------------------------------------------------- histogram arithmetic

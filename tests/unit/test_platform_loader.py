@@ -1,4 +1,4 @@
-"""fmsops.platform: the one Python reader of platform.yml refuses what Terraform would refuse."""
+"""fmsops.platform_contract: the one Python reader of platform.yml refuses what Terraform would refuse."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from fmsops.platform import PLATFORM_FILE, ContractError, load, parse
+from fmsops.platform_contract import PLATFORM_FILE, ContractError, load, parse
 
 
 def _contract() -> dict[str, Any]:

@@ -17,7 +17,7 @@ DOCUMENTATION = """
     short_description: Exposes the FMS platform contract (platform.yml) as fms_platform
     description:
       - Reads platform.yml at the repository root (two directories above ansible/) through
-        scripts/fmsops/platform.py, which checks it, and sets it as the variable C(fms_platform)
+        scripts/fmsops/platform_contract.py, which checks it, and sets it as the variable C(fms_platform)
         of the C(all) group, so every host sees it.
       - The role defaults refer to it for every listener and exporter port, e.g. C(kafka_internal_port)
         is C(fms_platform.ports.kafka_internal.port); Terraform builds the security group rules from
@@ -35,7 +35,7 @@ DOCUMENTATION = """
 """
 
 REPO = Path(__file__).resolve().parents[3]
-LOADER = REPO / "scripts" / "fmsops" / "platform.py"
+LOADER = REPO / "scripts" / "fmsops" / "platform_contract.py"
 
 
 def _loader() -> ModuleType:

@@ -8,7 +8,9 @@ validations: a contract Terraform would refuse is refused here too, with the
 entry that is wrong.
 
 Only the standard library and PyYAML: the Ansible vars plugin imports this
-file outside the project's package layout.
+file outside the project's package layout. Not named platform.py: scripts in
+this directory (moto_server.py) run with it on sys.path, where that name would
+shadow the standard library's platform module.
 """
 
 from __future__ import annotations
