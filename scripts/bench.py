@@ -68,6 +68,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fmsops.platform_contract import load as load_platform
+
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 RAW, DLQ, CEILING = "fms.sensor.raw", "fms.sensor.dlq", "fms.bench.ceiling"
@@ -715,10 +717,11 @@ class Loopback(Environment):
 # ------------------------------------------------------------------------------- the lab
 
 # Role defaults (roles/kafka/defaults/main.yml, ansible/group_vars/all.yml,
-# roles/fms_pipeline/defaults/main.yml); the lab overrides none of them.
-LAB_KAFKA_CLIENT_PORT = 9092
+# roles/fms_pipeline/defaults/main.yml); the lab overrides none of them. The
+# ports are the platform contract's (platform.yml), which those defaults use.
+LAB_KAFKA_CLIENT_PORT = load_platform().port("kafka_client")
 LAB_COLLECTOR_UNIT = "fms-collector.service"
-LAB_STREAM_METRICS_PORT = 9311
+LAB_STREAM_METRICS_PORT = load_platform().port("stream_metrics")
 LAB_VENV = "/opt/fms-jobs/venv"
 LAB_COLLECTOR_CONFIG = "/etc/fms/collector.yml"
 LAB_KAFKA_HOME = "/opt/kafka"

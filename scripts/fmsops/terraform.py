@@ -25,6 +25,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM_DIR = REPO / "terraform"
+# The platform contract the env roots read as ../../../platform.yml (see platform_contract.py).
+PLATFORM_FILE = REPO / "platform.yml"
 
 LOCAL_BACKEND_OVERRIDE = """\
 # Written by scripts/fmsops/terraform.py for lab and test runs only: state stays
@@ -73,7 +75,11 @@ class Stack:
         return self.workdir / "terraform" / "envs" / self.env
 
     def stage(self) -> Stack:
-        """Copy terraform/ into the work dir (refreshing sources, keeping state)."""
+        """Copy terraform/ and the platform contract into the work dir (refreshing sources, keeping state).
+
+        The contract lands beside the staged terraform/ as it sits beside the
+        source one, so the env roots' relative path to it holds in both places.
+        """
         dest = self.workdir / "terraform"
         for src in TERRAFORM_DIR.rglob("*"):
             rel = src.relative_to(TERRAFORM_DIR)
@@ -87,6 +93,7 @@ class Stack:
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, target)
+        shutil.copy2(PLATFORM_FILE, self.workdir / PLATFORM_FILE.name)
         (self.chdir / "zz_local_backend_override.tf").write_text(LOCAL_BACKEND_OVERRIDE)
         return self
 

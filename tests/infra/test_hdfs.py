@@ -6,10 +6,14 @@ import re
 import uuid
 
 import pytest
+from fmsops.platform_contract import load as load_platform
 from infra_helpers import listening, run
 
 HDFS = "runuser -u hdfs -- /opt/hadoop/bin/hdfs --config /etc/hadoop"
 ENV = "HADOOP_ROOT_LOGGER=WARN,console"
+
+# Ports from the platform contract (platform.yml), the ones the roles configure.
+PORT = load_platform().port
 
 
 def _site(host) -> dict[str, str]:
@@ -28,7 +32,7 @@ def test_namenode_running(platform, hdfs_namenode_node):
     host = platform.host(hdfs_namenode_node)
     service = host.service("hdfs-namenode")
     assert service.is_running and service.is_enabled
-    for port in (8020, 9870, 7072):
+    for port in (PORT("hdfs_namenode_rpc"), PORT("hdfs_namenode_http"), PORT("hdfs_namenode_jmx_exporter")):
         assert listening(host, port), f"port {port}"
 
 
@@ -42,7 +46,12 @@ def test_datanode_running(platform, hdfs_datanode_node):
     host = platform.host(hdfs_datanode_node)
     service = host.service("hdfs-datanode")
     assert service.is_running and service.is_enabled
-    for port in (9866, 9864, 9867, 7073):
+    for port in (
+        PORT("hdfs_datanode_data"),
+        PORT("hdfs_datanode_http"),
+        PORT("hdfs_datanode_ipc"),
+        PORT("hdfs_datanode_jmx_exporter"),
+    ):
         assert listening(host, port), f"port {port}"
     data = host.file("/var/lib/hadoop-hdfs/data")
     assert data.user == "hdfs" and data.mode == 0o700

@@ -6,7 +6,11 @@ import re
 import uuid
 
 import pytest
+from fmsops.platform_contract import load as load_platform
 from infra_helpers import listening, run
+
+# Ports from the platform contract (platform.yml), the ones the roles configure.
+PORT = load_platform().port
 
 KAFKA = "/opt/kafka/bin"
 ADMIN = "--bootstrap-server {bootstrap} --command-config /etc/kafka/admin.properties"
@@ -29,7 +33,10 @@ def _kafka_nodes(platform) -> list[str]:
 
 def _admin(platform) -> tuple[object, str]:
     broker = platform.first("kafka")
-    bootstrap = platform.vars[broker].get("kafka_bootstrap_servers") or f"{platform.node_name(broker)}:9092"
+    bootstrap = (
+        platform.vars[broker].get("kafka_bootstrap_servers")
+        or f"{platform.node_name(broker)}:{PORT('kafka_client')}"
+    )
     return platform.host(broker), ADMIN.format(bootstrap=bootstrap)
 
 
@@ -44,12 +51,12 @@ def test_kafka_service_running(platform, kafka_node):
 def test_kafka_controller_service_running(platform, kafka_controller_node):
     service = platform.host(kafka_controller_node).service("kafka")
     assert service.is_running and service.is_enabled
-    assert listening(platform.host(kafka_controller_node), 9093)
+    assert listening(platform.host(kafka_controller_node), PORT("kafka_controller"))
 
 
 def test_broker_ports_listening(platform, kafka_node):
     host = platform.host(kafka_node)
-    for port in (9091, 9092, 7071):
+    for port in (PORT("kafka_internal"), PORT("kafka_client"), PORT("kafka_jmx_exporter")):
         assert listening(host, port), f"port {port} on {kafka_node}"
 
 
@@ -97,7 +104,11 @@ def test_storage_formatted_once(platform, kafka_node):
 
 def test_jmx_exporter_serves_metrics(platform, kafka_node):
     host = platform.host(kafka_node)
-    out = run(host, "curl -sf http://127.0.0.1:7071/metrics | grep -c '^kafka_' || true", timeout=30).stdout
+    out = run(
+        host,
+        f"curl -sf http://127.0.0.1:{PORT('kafka_jmx_exporter')}/metrics | grep -c '^kafka_' || true",
+        timeout=30,
+    ).stdout
     assert int(out.strip() or 0) > 0
 
 
@@ -162,7 +173,7 @@ def test_unauthenticated_client_is_refused(platform):
     """TLS without SASL credentials, and plaintext, must both fail on the client port."""
     host, _ = _admin(platform)
     broker = platform.first("kafka")
-    bootstrap = f"{platform.node_name(broker)}:9092"
+    bootstrap = f"{platform.node_name(broker)}:{PORT('kafka_client')}"
     tls_only = "/tmp/fms-testinfra-anon.properties"
     host.run(
         "printf 'security.protocol=SSL\\nssl.truststore.type=PEM\\n"

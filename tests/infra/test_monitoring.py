@@ -14,16 +14,20 @@ from __future__ import annotations
 import json
 
 import pytest
+from fmsops.platform_contract import load as load_platform
 from infra_helpers import http
 
-# group: (agent port (jmx_exporter role defaults), a metric the agent must export)
+# Ports from the platform contract (platform.yml), the ones the roles configure.
+PORT = load_platform().port
+
+# group: (agent port (platform.yml, as the jmx_exporter role defaults), a metric the agent must export)
 JMX_AGENTS = {
-    "kafka": (7071, "kafka_server_replicamanager_underreplicatedpartitions"),
-    "kafka_controller": (7071, "kafka_server_raftmetrics_current_leader"),
-    "hdfs_namenode": (7072, "hadoop_namenode_safemode"),
-    "hdfs_datanode": (7073, "hadoop_datanode_fsdatasetstate_remaining"),
-    "spark_master": (7074, "spark_master_aliveworkers"),
-    "spark_worker": (7075, "spark_worker_coresfree"),
+    "kafka": (PORT("kafka_jmx_exporter"), "kafka_server_replicamanager_underreplicatedpartitions"),
+    "kafka_controller": (PORT("kafka_jmx_exporter"), "kafka_server_raftmetrics_current_leader"),
+    "hdfs_namenode": (PORT("hdfs_namenode_jmx_exporter"), "hadoop_namenode_safemode"),
+    "hdfs_datanode": (PORT("hdfs_datanode_jmx_exporter"), "hadoop_datanode_fsdatasetstate_remaining"),
+    "spark_master": (PORT("spark_master_jmx_exporter"), "spark_master_aliveworkers"),
+    "spark_worker": (PORT("spark_worker_jmx_exporter"), "spark_worker_coresfree"),
 }
 RULE_GROUPS = {
     "fms-thresholds",
@@ -58,13 +62,13 @@ def test_node_exporter_runs_unprivileged(platform, any_node):
     host = platform.host(any_node)
     service = host.service("node_exporter")
     assert service.is_running and service.is_enabled
-    assert host.socket("tcp://0.0.0.0:9100").is_listening
+    assert host.socket(f"tcp://0.0.0.0:{PORT('node_exporter')}").is_listening
     assert host.process.get(comm="node_exporter").user == "node-exp"
 
 
 def test_node_exporter_serves_metrics(platform, any_node):
     host = platform.host(any_node)
-    status, body = http(host, "http://127.0.0.1:9100/metrics")
+    status, body = http(host, f"http://127.0.0.1:{PORT('node_exporter')}/metrics")
     assert status == 200
     assert "node_cpu_seconds_total" in body
     assert "node_textfile_scrape_error 0" in body
@@ -114,7 +118,7 @@ def test_prometheus_service_and_files(prometheus):
     host, (_, password) = prometheus
     service = host.service("prometheus")
     assert service.is_running and service.is_enabled
-    assert host.socket("tcp://0.0.0.0:9090").is_listening
+    assert host.socket(f"tcp://0.0.0.0:{PORT('prometheus')}").is_listening
     assert host.process.get(comm="prometheus").user == "prometheus"
     for path in ("prometheus.yml", "web.yml", "secrets/prometheus.password", "secrets/alertmanager.password"):
         config = host.file(f"/etc/prometheus/{path}")
@@ -125,14 +129,14 @@ def test_prometheus_service_and_files(prometheus):
 
 def test_prometheus_refuses_anonymous_requests(prometheus):
     host, (user, password) = prometheus
-    assert http(host, "http://127.0.0.1:9090/api/v1/targets")[0] == 401
-    assert http(host, "http://127.0.0.1:9090/-/ready", user, "not-the-password")[0] == 401
-    assert http(host, "http://127.0.0.1:9090/-/ready", user, password)[0] == 200
+    assert http(host, f"http://127.0.0.1:{PORT('prometheus')}/api/v1/targets")[0] == 401
+    assert http(host, f"http://127.0.0.1:{PORT('prometheus')}/-/ready", user, "not-the-password")[0] == 401
+    assert http(host, f"http://127.0.0.1:{PORT('prometheus')}/-/ready", user, password)[0] == 200
 
 
 def test_every_prometheus_target_is_up(prometheus):
     host, auth = prometheus
-    status, body = http(host, "http://127.0.0.1:9090/api/v1/targets?state=active", *auth)
+    status, body = http(host, f"http://127.0.0.1:{PORT('prometheus')}/api/v1/targets?state=active", *auth)
     assert status == 200
     targets = json.loads(body)["data"]["activeTargets"]
     assert targets, "no active targets"
@@ -147,7 +151,7 @@ def test_every_prometheus_target_is_up(prometheus):
 
 def test_prometheus_rules_loaded_without_errors(prometheus):
     host, auth = prometheus
-    status, body = http(host, "http://127.0.0.1:9090/api/v1/rules", *auth)
+    status, body = http(host, f"http://127.0.0.1:{PORT('prometheus')}/api/v1/rules", *auth)
     assert status == 200
     groups = json.loads(body)["data"]["groups"]
     assert {g["name"] for g in groups} >= RULE_GROUPS
@@ -162,7 +166,7 @@ def test_prometheus_rules_loaded_without_errors(prometheus):
 
 def test_prometheus_sees_alertmanager(prometheus):
     host, auth = prometheus
-    status, body = http(host, "http://127.0.0.1:9090/api/v1/alertmanagers", *auth)
+    status, body = http(host, f"http://127.0.0.1:{PORT('prometheus')}/api/v1/alertmanagers", *auth)
     assert status == 200
     assert json.loads(body)["data"]["activeAlertmanagers"], "no active Alertmanager"
 
@@ -174,16 +178,16 @@ def test_alertmanager(platform, monitoring_node):
     host = platform.host(monitoring_node)
     service = host.service("alertmanager")
     assert service.is_running and service.is_enabled
-    assert host.socket("tcp://0.0.0.0:9093").is_listening
+    assert host.socket(f"tcp://0.0.0.0:{PORT('alertmanager')}").is_listening
     assert host.process.get(comm="alertmanager").user == "alertmanager"
     config = host.file("/etc/alertmanager/alertmanager.yml")
     assert (config.group, config.mode) == ("alertmanager", 0o640)
     password = read_secret(host, "/etc/prometheus/secrets/alertmanager.password")
-    assert http(host, "http://127.0.0.1:9093/api/v2/status")[0] == 401
-    status, body = http(host, "http://127.0.0.1:9093/api/v2/status", "admin", password)
+    assert http(host, f"http://127.0.0.1:{PORT('alertmanager')}/api/v2/status")[0] == 401
+    status, body = http(host, f"http://127.0.0.1:{PORT('alertmanager')}/api/v2/status", "admin", password)
     assert status == 200
     assert json.loads(body)["config"]["original"], "Alertmanager has no configuration"
-    assert http(host, "http://127.0.0.1:9093/-/ready", "admin", password)[0] == 200
+    assert http(host, f"http://127.0.0.1:{PORT('alertmanager')}/-/ready", "admin", password)[0] == 200
 
 
 # --- Grafana (monitoring nodes) ----------------------------------------------------------------
@@ -195,9 +199,11 @@ def test_grafana(platform, monitoring_node):
         pytest.skip("Grafana was NOT converged on this node (grafana_enabled=false: no package source here)")
     service = host.service("grafana-server")
     assert service.is_running and service.is_enabled
-    assert http(host, "http://127.0.0.1:3000/api/health")[0] == 200
-    assert http(host, "http://127.0.0.1:3000/api/search")[0] == 401  # anonymous access is off
+    assert http(host, f"http://127.0.0.1:{PORT('grafana')}/api/health")[0] == 200
+    assert http(host, f"http://127.0.0.1:{PORT('grafana')}/api/search")[0] == 401  # anonymous access is off
     password = read_secret(host, "/etc/grafana/admin_password")
-    status, body = http(host, "http://127.0.0.1:3000/api/search?folderUIDs=fms", "admin", password)
+    status, body = http(
+        host, f"http://127.0.0.1:{PORT('grafana')}/api/search?folderUIDs=fms", "admin", password
+    )
     assert status == 200
     assert {d["uid"] for d in json.loads(body)} >= DASHBOARDS

@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 import time
 
+from fmsops.platform_contract import load as load_platform
 from infra_helpers import http, listening, run
 
-COLLECTOR_PORT = 9310
-STREAM_PORT = 9311
+# Ports from the platform contract (platform.yml), the ones the roles configure.
+COLLECTOR_PORT = load_platform().port("collector_metrics")
+STREAM_PORT = load_platform().port("stream_metrics")
 # The streaming query reports progress every trigger (seconds); a minute of silence is a stall.
 PROGRESS_MAX_AGE_S = 120
 

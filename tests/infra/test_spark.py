@@ -6,7 +6,11 @@ import json
 import uuid
 
 import pytest
+from fmsops.platform_contract import load as load_platform
 from infra_helpers import listening, run
+
+# Ports from the platform contract (platform.yml), the ones the roles configure.
+PORT = load_platform().port
 
 JARS = (
     "spark-sql-kafka-0-10_2.12-",
@@ -48,7 +52,12 @@ def test_master_running(platform, spark_master_node):
     host = platform.host(spark_master_node)
     for unit in ("spark-master", "spark-history"):
         assert host.service(unit).is_running and host.service(unit).is_enabled, unit
-    for port in (7077, 8080, 18080, 7074):
+    for port in (
+        PORT("spark_master"),
+        PORT("spark_master_ui"),
+        PORT("spark_history_ui"),
+        PORT("spark_master_jmx_exporter"),
+    ):
         assert listening(host, port)
 
 
@@ -66,7 +75,7 @@ def test_master_recovers_its_applications_after_a_restart(platform, spark_master
 def test_worker_running(platform, spark_worker_node):
     host = platform.host(spark_worker_node)
     assert host.service("spark-worker").is_running and host.service("spark-worker").is_enabled
-    assert listening(host, 8081)
+    assert listening(host, PORT("spark_worker_ui"))
 
 
 def test_authentication_configured(platform, spark_worker_node):
@@ -89,7 +98,9 @@ def test_connector_jars_installed(platform, spark_worker_node):
 
 def test_prometheus_servlet(platform, spark_master_node):
     out = run(
-        platform.host(spark_master_node), "curl -sfL http://127.0.0.1:8080/metrics/master/prometheus", 30
+        platform.host(spark_master_node),
+        f"curl -sfL http://127.0.0.1:{PORT('spark_master_ui')}/metrics/master/prometheus",
+        30,
     )
     assert out.rc == 0 and "metrics_master_aliveWorkers" in out.stdout
 
@@ -99,7 +110,9 @@ def test_prometheus_servlet(platform, spark_master_node):
 
 def test_workers_registered(platform):
     master = platform.first("spark_master")
-    out = run(_master(platform), f"curl -sf http://{platform.node_name(master)}:8080/json/", 30)
+    out = run(
+        _master(platform), f"curl -sf http://{platform.node_name(master)}:{PORT('spark_master_ui')}/json/", 30
+    )
     state = json.loads(out.stdout)
     alive = {w["host"] for w in state["workers"] if w["state"] == "ALIVE"}
     assert state["status"] == "ALIVE"

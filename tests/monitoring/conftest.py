@@ -80,6 +80,10 @@ def render(
         ANSIBLE_RETRY_FILES_ENABLED="0",
         ANSIBLE_LOCALHOST_WARNING="0",
         ANSIBLE_STDOUT_CALLBACK="default",
+        # Without the project's ansible.cfg, still the platform contract (fms_platform) the
+        # role defaults take their ports from.
+        ANSIBLE_VARS_PLUGINS=str(REPO / "ansible" / "plugins" / "vars"),
+        ANSIBLE_VARS_ENABLED="host_group_vars,fms_platform",
     )
     cmd = [str(ANSIBLE_PLAYBOOK), "-i", str(RENDER_INVENTORY), str(RENDER_PLAYBOOK), *extra]
     if tags:

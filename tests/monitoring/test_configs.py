@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROLES, load_yaml, render, run
+from fmsops.platform_contract import load as load_platform
 
 INVENTORY_HOSTS = {
     "kafka": {"kafka-1", "kafka-2", "kafka-3", "kafka-4"},
@@ -87,14 +88,17 @@ def test_scrape_jobs_follow_the_inventory(prometheus_config):
 def test_scrape_ports(prometheus_config):
     jobs = {job["job_name"]: job for job in prometheus_config["scrape_configs"]}
     ports = {name: {t.rsplit(":", 1)[1] for t, _ in _targets(job)} for name, job in jobs.items()}
-    assert ports["node"] == {"9100"}
-    assert ports["kafka"] == {"7071"}
-    assert ports["hdfs_namenode"] == {"7072"}
-    assert ports["hdfs_datanode"] == {"7073", "17073"}  # datanode-3 overrides its port in host vars
-    assert ports["spark_master"] == {"7074"}
-    assert ports["spark_worker"] == {"7075"}
-    assert ports["fms_collector"] == {"9310"}
-    assert ports["fms_stream"] == {"9311"}
+    # the ports the platform contract gives the exporters (and the security groups open)
+    port = load_platform().port
+    assert ports["node"] == {str(port("node_exporter"))}
+    assert ports["kafka"] == {str(port("kafka_jmx_exporter"))}
+    assert ports["hdfs_namenode"] == {str(port("hdfs_namenode_jmx_exporter"))}
+    # datanode-3 overrides its port in host vars
+    assert ports["hdfs_datanode"] == {str(port("hdfs_datanode_jmx_exporter")), "17073"}
+    assert ports["spark_master"] == {str(port("spark_master_jmx_exporter"))}
+    assert ports["spark_worker"] == {str(port("spark_worker_jmx_exporter"))}
+    assert ports["fms_collector"] == {str(port("collector_metrics"))}
+    assert ports["fms_stream"] == {str(port("stream_metrics"))}
 
 
 def test_kafka_targets_know_their_kraft_roles(prometheus_config):

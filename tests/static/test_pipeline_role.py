@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 import yaml
 from ansible_support import BIN, ansible_env
+from fmsops.platform_contract import load as load_platform
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"
@@ -579,7 +580,8 @@ def test_stream_spark_submit_command_line(rendered: Path) -> None:
         int(conf[k])
         for k in ("spark.driver.port", "spark.driver.blockManager.port", "spark.blockManager.port")
     ]
-    assert all(7078 <= p <= 7099 for p in ports), ports  # the Spark RPC range of the security groups
+    rpc = load_platform().ports["spark_rpc"]  # the Spark RPC range the security groups open
+    assert all(rpc.covers(p) for p in ports), ports
     launcher = argv.index(f"{stub}/opt/fms-jobs/bin/fms_spark_main.py")
     assert argv[launcher + 1 :] == ["fms_jobs.streaming", "--config", "/etc/fms/stream.yml"]
     svc = _unit(_out(rendered, MASTER) / "fms-stream.service")["Service"]

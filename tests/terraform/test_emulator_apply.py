@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from emulator_support import client, hcl, start_emulator
 from fmsops.emulator import EMULATOR_ENV, Emulator, register_lab_image
+from fmsops.platform_contract import load as load_platform
 from fmsops.terraform import REPO, Stack, env_region, lab_stack, lab_var_file
 
 pytestmark = [pytest.mark.terraform, pytest.mark.slow]
@@ -177,20 +178,30 @@ def test_security_group_ingress_exactly_as_designed(applied: Applied, env: str) 
                     (
                         group_roles[group["GroupId"]],
                         _source_name(source, group_roles),
+                        perm["IpProtocol"],
                         perm["FromPort"],
                         perm["ToPort"],
                     )
                 )
                 assert source.get("Description"), f"undescribed rule on {group['GroupName']}"
     designed = {
-        (r["to"], r["source"], r["from_port"], r["to_port"])
+        (r["to"], r["source"], r["protocol"], r["from_port"], r["to_port"])
         for r in applied.outputs[env]["security_ingress_design"]
     }
     assert actual == designed
-    assert not any(src in ("0.0.0.0/0", "::/0") for _, src, _, _ in actual)
-    # The peer region (MirrorMaker 2) reaches only Kafka's client listener.
+    assert not any(src in ("0.0.0.0/0", "::/0") for _, src, _, _, _ in actual)
+    # What exists is the platform contract (platform.yml): its rules between groups,
+    # and the peer region (MirrorMaker 2) reaching only Kafka's client listener.
+    contract = load_platform()
+    between_groups = {r for r in actual if r[1] in sg_ids}
+    assert between_groups == {
+        (r.to, r.source, r.protocol, r.from_port, r.to_port)
+        for r in contract.rules()
+        if r.source in contract.security_groups
+    }
     peer = "198.19.0.0/16" if env == "primary" else "198.18.0.0/16"
-    assert {r for r in actual if r[1] == peer} == {("kafka", peer, 9092, 9092)}
+    client = contract.port("kafka_client")
+    assert {r for r in actual if r[1] == peer} == {("kafka", peer, "tcp", client, client)}
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -244,17 +255,7 @@ def test_inventory_plugin_groups_every_instance(applied: Applied, env: str, inve
     assert result.returncode == 0, result.stderr[-3000:]
     listed = json.loads(result.stdout)
     expected = applied.outputs[env]["inventory_groups"]
-    for group in (
-        "bastion",
-        "kafka",
-        "kafka_controller",
-        "hdfs_namenode",
-        "hdfs_datanode",
-        "spark_master",
-        "spark_worker",
-        "monitoring",
-        "collector",
-    ):
+    for group in load_platform().inventory_groups:
         assert sorted(listed.get(group, {}).get("hosts", [])) == sorted(expected.get(group, [])), group
     hostvars = listed["_meta"]["hostvars"]
     for name, inst in applied.outputs[env]["instances"].items():

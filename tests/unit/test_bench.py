@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import bench
 import pytest
+from fmsops.platform_contract import load as load_platform
 from prometheus_client import generate_latest
 
 # ---------------------------------------------------------------------------- histogram arithmetic
@@ -420,8 +421,12 @@ def test_lab_defaults_follow_the_roles() -> None:
     assert pipeline["fms_pipeline_install_dir"] + "/venv" == bench.LAB_VENV
     assert pipeline["fms_pipeline_venv_dir"] == "{{ fms_pipeline_install_dir }}/venv"
     assert pipeline["fms_pipeline_conf_dir"] + "/collector.yml" == bench.LAB_COLLECTOR_CONFIG
-    assert pipeline["fms_pipeline_stream_metrics_port"] == bench.LAB_STREAM_METRICS_PORT
-    assert kafka["kafka_client_port"] == bench.LAB_KAFKA_CLIENT_PORT
+    # the ports: the defaults and the bench both take them from the platform contract
+    assert pipeline["fms_pipeline_stream_metrics_port"] == "{{ fms_platform.ports.stream_metrics.port }}"
+    assert kafka["kafka_client_port"] == "{{ fms_platform.ports.kafka_client.port }}"
+    contract = load_platform()
+    assert contract.port("stream_metrics") == bench.LAB_STREAM_METRICS_PORT
+    assert contract.port("kafka_client") == bench.LAB_KAFKA_CLIENT_PORT
     assert kafka["kafka_home"] == bench.LAB_KAFKA_HOME
     assert kafka["kafka_conf_dir"] + "/admin.properties" == bench.LAB_ADMIN_PROPERTIES
     fleet_end = (

@@ -10,6 +10,12 @@ locals {
   bucket_prefix      = coalesce(var.bucket_prefix, "${var.project}-${var.environment}-${data.aws_caller_identity.current.account_id}-${var.region}")
   peer_cidrs         = var.peer_vpc_cidr == null ? [] : [var.peer_vpc_cidr]
   tags               = { Stack = var.stack_role }
+
+  # The platform contract (repository root): security groups, the inventory
+  # groups they hold and every port with who may reach it. Ansible reads the
+  # same file, so the rules below open exactly the ports the services use.
+  # scripts/fmsops/terraform.py stages it beside terraform/ for lab and test runs.
+  platform = yamldecode(file("${path.module}/../../../platform.yml"))
 }
 
 module "kms" {
@@ -39,6 +45,9 @@ module "security" {
   dashboard_cidrs          = var.dashboard_cidrs
   allow_world_admin_access = var.allow_world_admin_access
   replication_peer_cidrs   = local.peer_cidrs
+  security_groups          = local.platform.security_groups
+  cidr_classes             = local.platform.cidr_classes
+  ports                    = local.platform.ports
   tags                     = local.tags
 }
 
@@ -54,6 +63,7 @@ module "storage" {
 module "iam" {
   source           = "../../modules/iam"
   name             = local.name
+  role_families    = keys(local.platform.security_groups)
   lake_bucket_arns = module.storage.bucket_arns
   kms_key_arn      = module.kms.key_arn
   tags             = local.tags
@@ -65,6 +75,7 @@ module "compute" {
   environment            = var.environment
   project                = var.project
   instance_groups        = var.instance_groups
+  security_groups        = local.platform.security_groups
   subnet_ids             = module.network.subnet_ids
   security_group_ids     = module.security.security_group_ids
   instance_profile_names = module.iam.instance_profile_names

@@ -1,27 +1,9 @@
 locals {
-  # Which security group / instance profile family a role belongs to.
-  family = {
-    bastion          = "bastion"
-    kafka            = "kafka"
-    kafka_controller = "kafka"
-    hdfs_namenode    = "hdfs"
-    hdfs_datanode    = "hdfs"
-    spark_master     = "spark"
-    spark_worker     = "spark"
-    monitoring       = "monitoring"
-    collector        = "collector"
-  }
-  default_tier = {
-    bastion          = "public"
-    kafka            = "data"
-    kafka_controller = "data"
-    hdfs_namenode    = "data"
-    hdfs_datanode    = "data"
-    spark_master     = "private"
-    spark_worker     = "private"
-    monitoring       = "private"
-    collector        = "private"
-  }
+  # Which security group / instance profile family a role belongs to, and the
+  # subnet tier it defaults to: from the platform contract (platform.yml
+  # security_groups), the file Ansible's inventory groups come from too.
+  family       = merge([for sg, g in var.security_groups : { for role in g.inventory_groups : role => sg }]...)
+  default_tier = { for role, sg in local.family : role => var.security_groups[sg].subnet_tier }
 
   # Flatten to one entry per instance. Instance i of a group lands in AZ
   # i mod N, so every group with >= N members covers every zone.

@@ -18,13 +18,30 @@ variable "project" {
   default     = "fms"
 }
 
+variable "security_groups" {
+  description = "Role families of the platform contract (platform.yml `security_groups`): per family the roles (inventory groups) it holds and their default subnet tier. A role's instances get the family's security group and instance profile."
+  type = map(object({
+    inventory_groups = list(string)
+    subnet_tier      = string
+  }))
+  validation {
+    condition     = alltrue([for g in values(var.security_groups) : length(g.inventory_groups) > 0 && contains(["public", "private", "data"], g.subnet_tier)])
+    error_message = "Each family needs at least one inventory group and a subnet_tier of public, private or data."
+  }
+  validation {
+    condition     = length(flatten(values(var.security_groups)[*].inventory_groups)) == length(distinct(flatten(values(var.security_groups)[*].inventory_groups)))
+    error_message = "A role (inventory group) may belong to one family only."
+  }
+}
+
 variable "instance_groups" {
   description = <<-EOT
-    Instances per role, keyed by role: bastion, kafka, kafka_controller, hdfs_namenode,
-    hdfs_datanode, spark_master, spark_worker, monitoring, collector. `groups` lists the
-    inventory groups the instances join (default: the role itself) — e.g. KRaft combined
-    mode puts brokers in ["kafka", "kafka_controller"]. `subnet_tier` defaults to public for
-    the bastion, data for Kafka and HDFS, private for the rest.
+    Instances per role, keyed by role: an inventory group of var.security_groups (bastion,
+    kafka, kafka_controller, hdfs_namenode, hdfs_datanode, spark_master, spark_worker,
+    monitoring, collector). `groups` lists the inventory groups the instances join (default:
+    the role itself) — e.g. KRaft combined mode puts brokers in ["kafka", "kafka_controller"].
+    `subnet_tier` defaults to the family's (platform.yml): public for the bastion, data for
+    Kafka and HDFS, private for the rest.
   EOT
   type = map(object({
     count               = number
@@ -36,12 +53,8 @@ variable "instance_groups" {
     data_volume_iops    = optional(number, 3000)
   }))
   validation {
-    condition = alltrue([
-      for k in keys(var.instance_groups) : contains(
-        ["bastion", "kafka", "kafka_controller", "hdfs_namenode", "hdfs_datanode", "spark_master", "spark_worker", "monitoring", "collector"], k
-      )
-    ])
-    error_message = "instance_groups keys must be roles: bastion, kafka, kafka_controller, hdfs_namenode, hdfs_datanode, spark_master, spark_worker, monitoring, collector."
+    condition     = alltrue([for k in keys(var.instance_groups) : contains(flatten(values(var.security_groups)[*].inventory_groups), k)])
+    error_message = "instance_groups keys must be roles of var.security_groups (platform.yml): ${join(", ", flatten(values(var.security_groups)[*].inventory_groups))}."
   }
   validation {
     condition     = alltrue([for g in values(var.instance_groups) : g.count >= 0 && g.count <= 50 && floor(g.count) == g.count])

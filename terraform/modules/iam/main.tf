@@ -1,5 +1,5 @@
 locals {
-  roles = ["bastion", "kafka", "hdfs", "spark", "monitoring", "collector"]
+  roles = var.role_families
 
   # Least privilege on the lake: the collector only lands raw objects; Spark
   # reads raw and writes the refined tiers and the archive. Nobody deletes

@@ -1,73 +1,64 @@
 locals {
-  groups = ["bastion", "kafka", "hdfs", "spark", "monitoring", "collector"]
-  p      = var.ports
+  # The security groups and every ingress rule come from the platform contract
+  # (platform.yml at the repository root, passed in by the env roots): Ansible
+  # configures the listeners from the same file, so a port cannot be opened
+  # here and served on another one there.
+  groups = keys(var.security_groups)
 
-  # Every ingress rule of the platform: to (group) <- from (group) on ports.
-  # This table is the design; tests assert the emulator holds exactly it.
-  sg_rules = [
-    { to = "kafka", from = "bastion", port = local.p.ssh, desc = "SSH from bastion" },
-    { to = "hdfs", from = "bastion", port = local.p.ssh, desc = "SSH from bastion" },
-    { to = "spark", from = "bastion", port = local.p.ssh, desc = "SSH from bastion" },
-    { to = "monitoring", from = "bastion", port = local.p.ssh, desc = "SSH from bastion" },
-    { to = "collector", from = "bastion", port = local.p.ssh, desc = "SSH from bastion" },
+  # CIDR classes (admin, dashboard, peer) name a variable of this module that
+  # holds the class's CIDRs: the contract names who, each stack says where.
+  cidr_variables = {
+    admin_cidrs            = var.admin_cidrs
+    dashboard_cidrs        = var.dashboard_cidrs
+    replication_peer_cidrs = var.replication_peer_cidrs
+  }
+  cidrs_of_class = { for class, c in var.cidr_classes : class => local.cidr_variables[c.variable] }
 
-    { to = "kafka", from = "collector", port = local.p.kafka_client, desc = "Kafka SASL_SSL client (collector produces)" },
-    { to = "kafka", from = "spark", port = local.p.kafka_client, desc = "Kafka SASL_SSL client (streaming job)" },
-    { to = "kafka", from = "kafka", port = local.p.kafka_client, desc = "Kafka SASL_SSL client (admin tools, MirrorMaker)" },
-    { to = "kafka", from = "kafka", port = local.p.kafka_internal, desc = "Kafka inter-broker listener" },
-    { to = "kafka", from = "kafka", port = local.p.kafka_controller, desc = "KRaft controller quorum" },
+  # One rule per port, ingress entry, target group, source and protocol.
+  rules = flatten([
+    for name, p in var.ports : [
+      for entry in p.ingress : [
+        for to in entry.to : [
+          for from in entry.from : [
+            for protocol in p.protocols : {
+              name     = name
+              to       = to
+              from     = from
+              port     = p.port
+              port_to  = coalesce(p.port_to, p.port)
+              protocol = protocol
+              desc     = entry.description
+            }
+          ]
+        ]
+      ]
+    ]
+  ])
 
-    { to = "hdfs", from = "hdfs", port = local.p.hdfs_namenode_rpc, desc = "NameNode RPC (DataNodes)" },
-    { to = "hdfs", from = "spark", port = local.p.hdfs_namenode_rpc, desc = "NameNode RPC (Spark)" },
-    { to = "hdfs", from = "hdfs", port = local.p.hdfs_datanode_data, desc = "DataNode data transfer (replication)" },
-    { to = "hdfs", from = "spark", port = local.p.hdfs_datanode_data, desc = "DataNode data transfer (Spark)" },
-    { to = "hdfs", from = "hdfs", port = local.p.hdfs_datanode_ipc, desc = "DataNode IPC" },
-    { to = "hdfs", from = "bastion", port = local.p.hdfs_namenode_http, desc = "NameNode web UI from bastion" },
-    { to = "hdfs", from = "hdfs", port = local.p.hdfs_namenode_http, desc = "NameNode HTTP (fsimage transfer)" },
-    { to = "hdfs", from = "bastion", port = local.p.hdfs_datanode_http, desc = "DataNode web UI from bastion" },
+  # Keys: "to<-from:port" for TCP (the scheme the rules have always had, so
+  # existing state keeps its addresses), "to<-from:port/udp" for UDP.
+  sg_rules = {
+    for r in local.rules : "${r.to}<-${r.from}:${r.port}${r.protocol == "tcp" ? "" : "/${r.protocol}"}" => r
+    if contains(local.groups, r.from)
+  }
+  cidr_rules = merge([
+    for r in local.rules : {
+      for cidr in local.cidrs_of_class[r.from] :
+      "${r.to}<-${cidr}:${r.port}${r.protocol == "tcp" ? "" : "/${r.protocol}"}" => merge(r, { cidr = cidr, class = r.from })
+    } if !contains(local.groups, r.from)
+  ]...)
 
-    { to = "spark", from = "spark", port = local.p.spark_master, desc = "Spark master RPC (workers, drivers)" },
-    { to = "spark", from = "spark", port = local.p.spark_rpc_range_from, port_to = local.p.spark_rpc_range_to, desc = "Spark worker, driver and block manager RPC range" },
-    { to = "spark", from = "bastion", port = local.p.spark_master_ui, desc = "Spark master UI from bastion" },
-    { to = "spark", from = "bastion", port = local.p.spark_worker_ui, desc = "Spark worker UI from bastion" },
-    { to = "spark", from = "bastion", port = local.p.spark_driver_ui, desc = "Spark driver UI from bastion" },
-
-    { to = "kafka", from = "monitoring", port = local.p.jmx_exporter, desc = "Prometheus scrapes the Kafka JMX exporter" },
-    { to = "hdfs", from = "monitoring", port = local.p.jmx_exporter, desc = "Prometheus scrapes the HDFS JMX exporter" },
-    { to = "spark", from = "monitoring", port = local.p.jmx_exporter, desc = "Prometheus scrapes the Spark JMX exporter" },
-    { to = "spark", from = "monitoring", port = local.p.spark_master_ui, desc = "Prometheus scrapes Spark master metrics" },
-    { to = "spark", from = "monitoring", port = local.p.spark_worker_ui, desc = "Prometheus scrapes Spark worker metrics" },
-    { to = "spark", from = "monitoring", port = local.p.streaming_metrics, desc = "Prometheus scrapes streaming-job metrics" },
-    { to = "collector", from = "monitoring", port = local.p.collector_metrics, desc = "Prometheus scrapes collector metrics" },
-    { to = "hdfs", from = "monitoring", port = local.p.hdfs_namenode_http, desc = "Health checks of the NameNode" },
-    { to = "bastion", from = "monitoring", port = local.p.node_exporter, desc = "Prometheus scrapes node_exporter" },
-    { to = "kafka", from = "monitoring", port = local.p.node_exporter, desc = "Prometheus scrapes node_exporter" },
-    { to = "hdfs", from = "monitoring", port = local.p.node_exporter, desc = "Prometheus scrapes node_exporter" },
-    { to = "spark", from = "monitoring", port = local.p.node_exporter, desc = "Prometheus scrapes node_exporter" },
-    { to = "monitoring", from = "monitoring", port = local.p.node_exporter, desc = "Prometheus scrapes node_exporter" },
-    { to = "collector", from = "monitoring", port = local.p.node_exporter, desc = "Prometheus scrapes node_exporter" },
-
-    { to = "monitoring", from = "bastion", port = local.p.prometheus, desc = "Prometheus UI from bastion" },
-    { to = "monitoring", from = "bastion", port = local.p.alertmanager, desc = "Alertmanager UI from bastion" },
-    { to = "monitoring", from = "bastion", port = local.p.grafana, desc = "Grafana from bastion" },
-    { to = "monitoring", from = "monitoring", port = local.p.alertmanager, desc = "Prometheus sends alerts to Alertmanager" },
-    { to = "monitoring", from = "monitoring", port = local.p.alertmanager_cluster, desc = "Alertmanager cluster gossip" },
-  ]
-
-  cidr_rules = concat(
-    [for c in var.admin_cidrs : { to = "bastion", cidr = c, port = local.p.ssh, desc = "SSH from admin network" }],
-    flatten([for c in var.dashboard_cidrs : [
-      { to = "monitoring", cidr = c, port = local.p.grafana, desc = "Grafana from dashboard network" },
-      { to = "monitoring", cidr = c, port = local.p.prometheus, desc = "Prometheus from dashboard network" },
-      { to = "monitoring", cidr = c, port = local.p.alertmanager, desc = "Alertmanager from dashboard network" },
-    ]]),
-    [for c in var.replication_peer_cidrs : { to = "kafka", cidr = c, port = local.p.kafka_client, desc = "MirrorMaker 2 in the peer region" }],
-  )
+  # The peer region's Kafka is reached on the ports this region opens to the
+  # peer: both stacks apply the same contract, so the rules are symmetric.
+  peer_egress = {
+    for k, r in local.cidr_rules : "${r.to}->${r.cidr}:${r.port}${r.protocol == "tcp" ? "" : "/${r.protocol}"}" => r
+    if var.cidr_classes[r.class].variable == "replication_peer_cidrs"
+  }
 }
 
 resource "aws_security_group" "this" {
   # checkov:skip=CKV2_AWS_5:Attached to instances by the compute module (vpc_security_group_ids); checkov cannot follow the reference across modules.
-  for_each    = toset(local.groups)
+  for_each    = var.security_groups
   name        = "${var.name}-${each.key}"
   description = "FMS ${each.key} nodes"
   vpc_id      = var.vpc_id
@@ -82,28 +73,24 @@ resource "aws_security_group" "this" {
 # emulator the lab and CI apply to loses descriptions of group-referenced rules
 # in DescribeSecurityGroupRules, which would make every plan show drift.
 resource "aws_security_group_rule" "from_group" {
-  for_each = {
-    for r in local.sg_rules : "${r.to}<-${r.from}:${r.port}" => r
-  }
+  for_each                 = local.sg_rules
   type                     = "ingress"
   security_group_id        = aws_security_group.this[each.value.to].id
   source_security_group_id = aws_security_group.this[each.value.from].id
-  protocol                 = "tcp"
+  protocol                 = each.value.protocol
   from_port                = each.value.port
-  to_port                  = try(each.value.port_to, each.value.port)
+  to_port                  = each.value.port_to
   description              = each.value.desc
 }
 
 resource "aws_security_group_rule" "from_cidr" {
-  for_each = {
-    for r in local.cidr_rules : "${r.to}<-${r.cidr}:${r.port}" => r
-  }
+  for_each          = local.cidr_rules
   type              = "ingress"
   security_group_id = aws_security_group.this[each.value.to].id
   cidr_blocks       = [each.value.cidr]
-  protocol          = "tcp"
+  protocol          = each.value.protocol
   from_port         = each.value.port
-  to_port           = each.value.port
+  to_port           = each.value.port_to
   description       = each.value.desc
 }
 
@@ -133,13 +120,13 @@ resource "aws_security_group_rule" "egress_web" {
   description       = "Package and artifact downloads through the NAT gateway"
 }
 
-resource "aws_security_group_rule" "egress_peer_kafka" {
-  for_each          = toset(var.replication_peer_cidrs)
+resource "aws_security_group_rule" "egress_peer" {
+  for_each          = local.peer_egress
   type              = "egress"
-  security_group_id = aws_security_group.this["kafka"].id
-  cidr_blocks       = [each.value]
-  protocol          = "tcp"
-  from_port         = local.p.kafka_client
-  to_port           = local.p.kafka_client
-  description       = "MirrorMaker 2 reaches the peer region Kafka"
+  security_group_id = aws_security_group.this[each.value.to].id
+  cidr_blocks       = [each.value.cidr]
+  protocol          = each.value.protocol
+  from_port         = each.value.port
+  to_port           = each.value.port_to
+  description       = "To the peer region: ${each.value.desc}"
 }

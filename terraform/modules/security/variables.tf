@@ -57,34 +57,78 @@ variable "replication_peer_cidrs" {
   }
 }
 
+variable "security_groups" {
+  description = "Security groups to create, keyed by name: what runs there and the inventory groups (compute roles) whose instances get the group. Pass `security_groups` of the platform contract (platform.yml)."
+  type = map(object({
+    description      = string
+    inventory_groups = list(string)
+    subnet_tier      = optional(string) # used by the compute module
+  }))
+  validation {
+    condition     = length(var.security_groups) > 0 && alltrue([for k, g in var.security_groups : can(regex("^[a-z][a-z0-9_]*$", k)) && length(g.inventory_groups) > 0])
+    error_message = "security_groups must name at least one group (lower-case names such as kafka), each holding at least one inventory group."
+  }
+  validation {
+    condition     = length(flatten([for g in var.security_groups : g.inventory_groups])) == length(distinct(flatten([for g in var.security_groups : g.inventory_groups])))
+    error_message = "An inventory group may belong to one security group only (an instance gets exactly one)."
+  }
+}
+
+variable "cidr_classes" {
+  description = "Sources outside the VPC a port may be opened to, keyed by class (admin, dashboard, peer); `variable` names the module variable holding the class's CIDRs (admin_cidrs, dashboard_cidrs or replication_peer_cidrs). Pass `cidr_classes` of the platform contract."
+  type = map(object({
+    description = string
+    variable    = string
+  }))
+  validation {
+    condition     = alltrue([for c in var.cidr_classes : contains(["admin_cidrs", "dashboard_cidrs", "replication_peer_cidrs"], c.variable)])
+    error_message = "cidr_classes[*].variable must be one of admin_cidrs, dashboard_cidrs, replication_peer_cidrs."
+  }
+}
+
 variable "ports" {
-  description = "Service ports. Override only if the Ansible group_vars use different ports."
-  type = object({
-    ssh                  = optional(number, 22)
-    kafka_client         = optional(number, 9092)
-    kafka_controller     = optional(number, 9093)
-    kafka_internal       = optional(number, 9094)
-    jmx_exporter         = optional(number, 7071)
-    node_exporter        = optional(number, 9100)
-    hdfs_namenode_rpc    = optional(number, 8020)
-    hdfs_namenode_http   = optional(number, 9870)
-    hdfs_datanode_data   = optional(number, 9866)
-    hdfs_datanode_ipc    = optional(number, 9867)
-    hdfs_datanode_http   = optional(number, 9864)
-    spark_master         = optional(number, 7077)
-    spark_master_ui      = optional(number, 8080)
-    spark_worker_ui      = optional(number, 8081)
-    spark_rpc_range_from = optional(number, 7078)
-    spark_rpc_range_to   = optional(number, 7099)
-    spark_driver_ui      = optional(number, 4040)
-    streaming_metrics    = optional(number, 9311)
-    collector_metrics    = optional(number, 9310)
-    prometheus           = optional(number, 9090)
-    alertmanager         = optional(number, 9093)
-    alertmanager_cluster = optional(number, 9094)
-    grafana              = optional(number, 3000)
-  })
-  default = {}
+  description = "Every listener and exporter port of the platform and who may reach it, keyed by name. Pass `ports` of the platform contract (platform.yml); each ingress entry opens `port`..`port_to` on the `to` groups from the `from` groups or CIDR classes. Entries with `within` are covered by another entry's range and create no rule."
+  type = map(object({
+    port        = number
+    port_to     = optional(number)
+    protocols   = optional(list(string), ["tcp"])
+    description = string
+    within      = optional(string)
+    ingress = optional(list(object({
+      to          = list(string)
+      from        = list(string)
+      description = string
+    })), [])
+  }))
+  validation {
+    condition     = alltrue([for p in var.ports : p.port >= 1 && coalesce(p.port_to, p.port) <= 65535 && coalesce(p.port_to, p.port) >= p.port && floor(p.port) == p.port])
+    error_message = "Every port must be an integer in 1-65535, and port_to (if set) at least port."
+  }
+  validation {
+    condition     = alltrue([for p in var.ports : length(p.protocols) > 0 && alltrue([for proto in p.protocols : contains(["tcp", "udp"], proto)])])
+    error_message = "protocols may contain only tcp and udp."
+  }
+  validation {
+    condition     = alltrue(flatten([for p in var.ports : [for i in p.ingress : [for g in i.to : contains(keys(var.security_groups), g)]]]))
+    error_message = "ingress[*].to must name security groups of var.security_groups."
+  }
+  validation {
+    condition     = alltrue(flatten([for p in var.ports : [for i in p.ingress : [for s in i.from : contains(concat(keys(var.security_groups), keys(var.cidr_classes)), s)]]]))
+    error_message = "ingress[*].from must name security groups of var.security_groups or classes of var.cidr_classes."
+  }
+  validation {
+    condition     = alltrue(flatten([for p in var.ports : [for i in p.ingress : length(i.to) > 0 && length(i.from) > 0 && can(regex("^[a-zA-Z0-9. _\\-:/()#,@\\[\\]+=&;{}!$*]{1,255}$", i.description))]]))
+    error_message = "Each ingress entry needs to, from and a description AWS accepts (letters, digits, spaces and ._-:/()#,@[]+=&;{}!$*)."
+  }
+  validation {
+    condition = alltrue([
+      for p in var.ports : p.within == null ? true : (
+        contains(keys(var.ports), p.within) && length(p.ingress) == 0
+        && p.port >= try(var.ports[p.within].port, 0) && coalesce(p.port_to, p.port) <= try(coalesce(var.ports[p.within].port_to, var.ports[p.within].port), 0)
+      )
+    ])
+    error_message = "A port with `within` must lie inside the named port range and have no ingress of its own."
+  }
 }
 
 variable "tags" {

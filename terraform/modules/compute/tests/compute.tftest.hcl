@@ -10,6 +10,7 @@ variables {
     private = ["subnet-prv0", "subnet-prv1", "subnet-prv2"]
     data    = ["subnet-dat0", "subnet-dat1", "subnet-dat2"]
   }
+  security_groups        = yamldecode(file("../../../platform.yml")).security_groups
   security_group_ids     = { bastion = "sg-b", kafka = "sg-k", hdfs = "sg-h", spark = "sg-s", monitoring = "sg-m", collector = "sg-c" }
   instance_profile_names = { bastion = "ip-b", kafka = "ip-k", hdfs = "ip-h", spark = "ip-s", monitoring = "ip-m", collector = "ip-c" }
   instance_groups = {

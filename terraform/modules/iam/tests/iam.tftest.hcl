@@ -8,7 +8,8 @@ mock_provider "aws" {
 }
 
 variables {
-  name = "fms-test"
+  name          = "fms-test"
+  role_families = keys(yamldecode(file("../../../platform.yml")).security_groups)
   lake_bucket_arns = {
     raw       = "arn:aws:s3:::lake-raw"
     processed = "arn:aws:s3:::lake-processed"

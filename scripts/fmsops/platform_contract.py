@@ -1,0 +1,180 @@
+"""The platform contract (platform.yml at the repository root), read and checked in one place.
+
+Terraform reads the same file with yamldecode() and Ansible through the vars
+plugin ansible/plugins/vars/fms_platform.py (which loads this module by path),
+so Python code and tests ask this loader instead of keeping their own copy of
+a port or a group name. The checks here mirror the security module's variable
+validations: a contract Terraform would refuse is refused here too, with the
+entry that is wrong.
+
+Only the standard library and PyYAML: the Ansible vars plugin imports this
+file outside the project's package layout. Not named platform.py: scripts in
+this directory (moto_server.py) run with it on sys.path, where that name would
+shadow the standard library's platform module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PLATFORM_FILE = REPO / "platform.yml"
+
+PROTOCOLS = frozenset({"tcp", "udp"})
+SUBNET_TIERS = frozenset({"public", "private", "data"})
+# The module variables a CIDR class may name (terraform/modules/security).
+CIDR_VARIABLES = frozenset({"admin_cidrs", "dashboard_cidrs", "replication_peer_cidrs"})
+# What AWS accepts in a security group rule description.
+AWS_DESCRIPTION = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]{1,255}$")
+
+
+class ContractError(ValueError):
+    """platform.yml breaks the schema documented at its top."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ingress rule as Terraform creates it: `source` is a security group or a CIDR class."""
+
+    port_name: str
+    to: str
+    source: str
+    protocol: str
+    from_port: int
+    to_port: int
+    description: str
+
+    @property
+    def key(self) -> str:
+        """The security module's for_each key (to<-from:port, /udp for UDP)."""
+        suffix = "" if self.protocol == "tcp" else f"/{self.protocol}"
+        return f"{self.to}<-{self.source}:{self.from_port}{suffix}"
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    port: int
+    port_to: int
+    protocols: tuple[str, ...]
+    description: str
+    within: str | None
+    ingress: tuple[Mapping[str, Any], ...]
+
+    def covers(self, port: int) -> bool:
+        return self.port <= port <= self.port_to
+
+
+@dataclass(frozen=True)
+class Platform:
+    """The decoded contract; `data` is the plain mapping Terraform and Ansible see."""
+
+    data: Mapping[str, Any]
+    ports: Mapping[str, Port]
+
+    @property
+    def security_groups(self) -> dict[str, list[str]]:
+        """Security group -> the inventory groups whose instances get it."""
+        return {sg: list(g["inventory_groups"]) for sg, g in self.data["security_groups"].items()}
+
+    @property
+    def cidr_classes(self) -> frozenset[str]:
+        return frozenset(self.data["cidr_classes"])
+
+    @property
+    def inventory_groups(self) -> list[str]:
+        return [g for groups in self.security_groups.values() for g in groups]
+
+    def security_group_of(self, inventory_group: str) -> str:
+        for sg, groups in self.security_groups.items():
+            if inventory_group in groups:
+                return sg
+        raise KeyError(f"inventory group {inventory_group!r} is in no security group of platform.yml")
+
+    def port(self, name: str) -> int:
+        return self.ports[name].port
+
+    def rules(self) -> list[Rule]:
+        """Every ingress rule the contract asks for, expanded like the security module does."""
+        return [
+            Rule(p.name, to, source, protocol, p.port, p.port_to, entry["description"])
+            for p in self.ports.values()
+            for entry in p.ingress
+            for to in entry["to"]
+            for source in entry["from"]
+            for protocol in p.protocols
+        ]
+
+
+def parse(data: Any) -> Platform:
+    """Check a decoded contract and wrap it; raises ContractError naming the wrong entry."""
+    if not isinstance(data, Mapping):
+        raise ContractError("platform.yml must be a mapping")
+    for section in ("security_groups", "cidr_classes", "ports"):
+        if not isinstance(data.get(section), Mapping) or not data[section]:
+            raise ContractError(f"platform.yml needs a non-empty mapping {section!r}")
+    groups = data["security_groups"]
+    seen: dict[str, str] = {}
+    for sg, g in groups.items():
+        members = g.get("inventory_groups") if isinstance(g, Mapping) else None
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", sg) or not members or not g.get("description"):
+            raise ContractError(f"security_groups.{sg}: needs a description and inventory_groups")
+        if g.get("subnet_tier") not in SUBNET_TIERS:
+            raise ContractError(f"security_groups.{sg}: subnet_tier must be one of {sorted(SUBNET_TIERS)}")
+        for member in members:
+            if member in seen:
+                raise ContractError(f"inventory group {member!r} is in both {seen[member]} and {sg}")
+            seen[member] = sg
+    for cls, c in data["cidr_classes"].items():
+        if cls in groups or not isinstance(c, Mapping) or c.get("variable") not in CIDR_VARIABLES:
+            raise ContractError(f"cidr_classes.{cls}: variable must be one of {sorted(CIDR_VARIABLES)}")
+    sources = set(groups) | set(data["cidr_classes"])
+    ports = {name: _port(name, p, set(groups), sources) for name, p in data["ports"].items()}
+    for p in ports.values():
+        if p.within is not None:
+            outer = ports.get(p.within)
+            if outer is None or p.ingress or not (outer.covers(p.port) and outer.covers(p.port_to)):
+                raise ContractError(f"ports.{p.name}: must lie inside ports.{p.within} and have no ingress")
+    platform = Platform(data=data, ports=ports)
+    keys = [r.key for r in platform.rules() if r.source in groups]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ContractError(f"two rules share a Terraform key: {duplicates}")
+    return platform
+
+
+def _port(name: str, p: Any, groups: set[str], sources: set[str]) -> Port:
+    if not isinstance(p, Mapping) or not isinstance(p.get("port"), int) or not p.get("description"):
+        raise ContractError(f"ports.{name}: needs an integer port and a description")
+    port, port_to = p["port"], p.get("port_to", p["port"])
+    if not (isinstance(port_to, int) and 1 <= port <= port_to <= 65535):
+        raise ContractError(f"ports.{name}: {port}..{port_to} is not a port range in 1-65535")
+    protocols = tuple(p.get("protocols", ["tcp"]))
+    if not protocols or not set(protocols) <= PROTOCOLS:
+        raise ContractError(f"ports.{name}: protocols must be a non-empty subset of {sorted(PROTOCOLS)}")
+    ingress = tuple(p.get("ingress") or ())
+    for i, entry in enumerate(ingress):
+        where = f"ports.{name}.ingress[{i}]"
+        if not isinstance(entry, Mapping) or set(entry) != {"to", "from", "description"}:
+            raise ContractError(f"{where}: needs exactly to, from and description")
+        if not entry["to"] or not set(entry["to"]) <= groups:
+            raise ContractError(f"{where}.to: {entry['to']} must be security groups {sorted(groups)}")
+        if not entry["from"] or not set(entry["from"]) <= sources:
+            raise ContractError(f"{where}.from: {entry['from']} must be among {sorted(sources)}")
+        if not AWS_DESCRIPTION.match(entry["description"]):
+            raise ContractError(f"{where}.description: AWS refuses {entry['description']!r}")
+    return Port(name, port, port_to, protocols, p["description"], p.get("within"), ingress)
+
+
+@lru_cache(maxsize=4)
+def load(path: Path = PLATFORM_FILE) -> Platform:
+    """The checked contract (cached: the file does not change during a run)."""
+    with Path(path).open(encoding="utf-8") as handle:
+        return parse(yaml.safe_load(handle))
