@@ -95,6 +95,7 @@ actions:
 
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -138,20 +139,46 @@ class KafkaCli:
         self.env = env
 
     def run(self, tool: str, args: list[str], check: bool = True) -> str:
-        cmd = [os.path.join(self.bin, tool), *self.base, *args]
-        rc, out, err = self.module.run_command(cmd, environ_update=self.env)
+        rc, out, err = self.run_raw(tool, args)
         if check and rc != 0:
-            self.module.fail_json(
-                msg=f"{tool} failed (rc={rc})",
-                stdout=out,
-                stderr=err,
-                cmd=" ".join(a if "password=" not in a else "<redacted>" for a in cmd),
-            )
+            self.fail(tool, args, rc, out, err)
         return out
 
+    def run_raw(self, tool: str, args: list[str]) -> tuple[int, str, str]:
+        cmd = [os.path.join(self.bin, tool), *self.base, *args]
+        return self.module.run_command(cmd, environ_update=self.env)
 
-def ensure_topics(cli: KafkaCli, topics: list[dict], actions: list[str], check_mode: bool) -> None:
-    out = cli.run("kafka-topics.sh", ["--describe", "--exclude-internal"])
+    def fail(self, tool: str, args: list[str], rc: int, out: str, err: str) -> None:
+        cmd = [os.path.join(self.bin, tool), *self.base, *args]
+        self.module.fail_json(
+            msg=f"{tool} failed (rc={rc})",
+            stdout=out,
+            stderr=err,
+            cmd=" ".join(a if "password=" not in a else "<redacted>" for a in cmd),
+        )
+
+    def read_all(self, reads: dict[str, tuple[str, list[str]]]) -> dict[str, str]:
+        """Run the read-only tools side by side: each is a JVM start of seconds on a small
+        host, and an idempotent run does nothing but these reads. Fails (once, in this
+        thread) naming the first tool that failed."""
+        with ThreadPoolExecutor(max_workers=max(1, len(reads))) as pool:
+            futures = {key: pool.submit(self.run_raw, *tool_args) for key, tool_args in reads.items()}
+            results = {key: future.result() for key, future in futures.items()}
+        for key, (rc, out, err) in results.items():
+            if rc != 0:
+                self.fail(*reads[key], rc, out, err)
+        return {key: out for key, (_, out, _) in results.items()}
+
+
+# What each ensure_* reads first (a describe/list; run together by KafkaCli.read_all).
+READS = {
+    "scram_users": ("kafka-configs.sh", ["--describe", "--entity-type", "users"]),
+    "topics": ("kafka-topics.sh", ["--describe", "--exclude-internal"]),
+    "acls": ("kafka-acls.sh", ["--list"]),
+}
+
+
+def ensure_topics(cli: KafkaCli, out: str, topics: list[dict], actions: list[str], check_mode: bool) -> None:
     current: dict[str, dict] = {}
     for line in out.splitlines():
         m = TOPIC_LINE.match(line.strip())
@@ -199,8 +226,7 @@ def _acl_key(rtype: str, rname: str, pattern: str, principal: str, host: str, op
     return (rtype.upper(), rname, pattern.upper(), principal, host, op.upper())
 
 
-def ensure_acls(cli: KafkaCli, acls: list[dict], actions: list[str], check_mode: bool) -> None:
-    out = cli.run("kafka-acls.sh", ["--list"])
+def ensure_acls(cli: KafkaCli, out: str, acls: list[dict], actions: list[str], check_mode: bool) -> None:
     existing = set()
     resource = None
     for line in out.splitlines():
@@ -236,9 +262,14 @@ def ensure_acls(cli: KafkaCli, acls: list[dict], actions: list[str], check_mode:
 
 
 def ensure_scram(
-    cli: KafkaCli, users: list[dict], mechanism: str, update: bool, actions: list[str], check_mode: bool
+    cli: KafkaCli,
+    out: str,
+    users: list[dict],
+    mechanism: str,
+    update: bool,
+    actions: list[str],
+    check_mode: bool,
 ) -> None:
-    out = cli.run("kafka-configs.sh", ["--describe", "--entity-type", "users"])
     have = {}
     for line in out.splitlines():
         m = SCRAM_LINE.search(line)
@@ -313,9 +344,11 @@ def main() -> None:
     )
     cli = KafkaCli(module)
     actions: list[str] = []
+    current = cli.read_all({key: READS[key] for key in READS if module.params[key]})
     if module.params["scram_users"]:
         ensure_scram(
             cli,
+            current["scram_users"],
             module.params["scram_users"],
             module.params["scram_mechanism"],
             module.params["update_passwords"],
@@ -323,9 +356,9 @@ def main() -> None:
             module.check_mode,
         )
     if module.params["topics"]:
-        ensure_topics(cli, module.params["topics"], actions, module.check_mode)
+        ensure_topics(cli, current["topics"], module.params["topics"], actions, module.check_mode)
     if module.params["acls"]:
-        ensure_acls(cli, module.params["acls"], actions, module.check_mode)
+        ensure_acls(cli, current["acls"], module.params["acls"], actions, module.check_mode)
     module.exit_json(changed=bool(actions), actions=actions)
 
 
