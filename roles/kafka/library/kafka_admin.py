@@ -93,11 +93,10 @@ actions:
   elements: str
 """
 
-import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.kafka_cli import KafkaCli
 
 RESOURCE_TYPES = {
     "topic": "TOPIC",
@@ -121,53 +120,6 @@ SCRAM_LINE = re.compile(r"SCRAM credential configs for user-principal '(?P<user>
 def _op(name: str) -> str:
     """Normalise an operation name to the CLI's enum spelling (IdempotentWrite -> IDEMPOTENT_WRITE)."""
     return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).upper()
-
-
-class KafkaCli:
-    def __init__(self, module: AnsibleModule):
-        self.module = module
-        self.bin = os.path.join(module.params["kafka_home"], "bin")
-        self.base = [
-            "--bootstrap-server",
-            module.params["bootstrap_server"],
-            "--command-config",
-            module.params["command_config"],
-        ]
-        env = {"KAFKA_HEAP_OPTS": "-Xmx256m", "KAFKA_LOG4J_OPTS": "", "KAFKA_OPTS": "", "JMX_PORT": ""}
-        if module.params.get("java_home"):
-            env["JAVA_HOME"] = module.params["java_home"]
-        self.env = env
-
-    def run(self, tool: str, args: list[str], check: bool = True) -> str:
-        rc, out, err = self.run_raw(tool, args)
-        if check and rc != 0:
-            self.fail(tool, args, rc, out, err)
-        return out
-
-    def run_raw(self, tool: str, args: list[str]) -> tuple[int, str, str]:
-        cmd = [os.path.join(self.bin, tool), *self.base, *args]
-        return self.module.run_command(cmd, environ_update=self.env)
-
-    def fail(self, tool: str, args: list[str], rc: int, out: str, err: str) -> None:
-        cmd = [os.path.join(self.bin, tool), *self.base, *args]
-        self.module.fail_json(
-            msg=f"{tool} failed (rc={rc})",
-            stdout=out,
-            stderr=err,
-            cmd=" ".join(a if "password=" not in a else "<redacted>" for a in cmd),
-        )
-
-    def read_all(self, reads: dict[str, tuple[str, list[str]]]) -> dict[str, str]:
-        """Run the read-only tools side by side: each is a JVM start of seconds on a small
-        host, and an idempotent run does nothing but these reads. Fails (once, in this
-        thread) naming the first tool that failed."""
-        with ThreadPoolExecutor(max_workers=max(1, len(reads))) as pool:
-            futures = {key: pool.submit(self.run_raw, *tool_args) for key, tool_args in reads.items()}
-            results = {key: future.result() for key, future in futures.items()}
-        for key, (rc, out, err) in results.items():
-            if rc != 0:
-                self.fail(*reads[key], rc, out, err)
-        return {key: out for key, (_, out, _) in results.items()}
 
 
 # What each ensure_* reads first (a describe/list; run together by KafkaCli.read_all).
