@@ -452,14 +452,16 @@ def test_poller_against_fake_api_with_outage(rules: QualityRules) -> None:
 
 
 def test_simulator_source_paces_to_rate(rules: QualityRules) -> None:
-    fleet = FleetSimulator(SimulatorConfig(devices=100, interval_s=100 / 2000, bad_share=0.1, seed=1), rules)
+    # 400 records/s: a rate any loaded CI machine generates several times over (2,000/s fell
+    # short at 1,254 beside the lab), so the bounds test the pacing, not the machine's speed.
+    fleet = FleetSimulator(SimulatorConfig(devices=40, interval_s=40 / 400, bad_share=0.1, seed=1), rules)
     sink = Sink()
     m = CollectorMetrics()
     t0 = time.monotonic()
     sent = SimulatorSource(fleet, sink, m).run(threading.Event(), duration_s=1.0)
     elapsed = time.monotonic() - t0
     assert 0.9 <= elapsed < 2.0
-    assert 1500 <= sent <= 2300
+    assert 300 <= sent <= 460
     bad = sum(v for k, v in fleet.counts.items() if k != "good")
     assert (
         sum(
