@@ -4,6 +4,14 @@ moto 5.2 answers GetBucketReplication with a fixed rule shape (delete-marker
 replication always "Disabled", no SourceSelectionCriteria) whatever was put.
 Terraform then sees drift that real S3 would never show. This launcher makes
 the emulator echo the rule it stored, then runs moto's own server `main`.
+
+Security group rules: on a loaded machine the AWS provider now and then sends an
+AuthorizeSecurityGroupIngress/Egress that moto has already carried out (the SDK
+retries a request whose answer came late), and moto answers the replay with
+InvalidPermission.Duplicate: the apply fails although the rule is exactly as asked.
+Here a request whose every rule already exists *identically* (protocol, ports,
+source and, for group sources, description) answers with those rules; a rule
+that differs in anything is still refused as AWS refuses it.
 Usage is identical to `moto_server` (e.g. `-H 127.0.0.1 -p 5000`).
 """
 
@@ -12,6 +20,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from moto.ec2.exceptions import InvalidPermissionDuplicateError
+from moto.ec2.models.security_groups import SecurityGroupBackend
 from moto.s3 import responses as s3_responses
 from moto.s3.exceptions import ReplicationConfigurationNotFoundError
 from moto.server import main
@@ -41,6 +51,68 @@ def _get_bucket_replication(self: Any) -> Any:
 
 
 s3_responses.S3Response.get_bucket_replication = _get_bucket_replication
+
+
+def _same_rule(a: Any, b: Any) -> bool:
+    """moto's rule equality plus the descriptions (moto ignores a CIDR rule's)."""
+    return (
+        a == b
+        and a.ip_range.get("Description") == b.ip_range.get("Description")
+        and a.source_group.get("Description") == b.source_group.get("Description")
+    )
+
+
+def _replay_tolerant(name: str, rules_attr: str, is_egress: bool) -> Any:
+    original = getattr(SecurityGroupBackend, name)
+
+    def authorize(
+        self: Any,
+        group_name_or_id: str,
+        ip_protocol: str,
+        from_port: str,
+        to_port: str,
+        ip_ranges: list[Any],
+        sgrule_tags: dict[str, str] | None = None,
+        source_groups: list[dict[str, Any]] | None = None,
+        prefix_list_ids: list[dict[str, str]] | None = None,
+        security_rule_ids: list[str] | None = None,
+        vpc_id: str | None = None,
+    ) -> Any:
+        args = (ip_protocol, from_port, to_port, ip_ranges, sgrule_tags, source_groups, prefix_list_ids)
+        try:
+            return original(self, group_name_or_id, *args, security_rule_ids, vpc_id)
+        except InvalidPermissionDuplicateError:
+            group = self.get_security_group_by_name_or_id(group_name_or_id, vpc_id)
+            if group is None or not isinstance(ip_ranges or [], list):
+                raise
+            existing = getattr(group, rules_attr)
+            wanted = list(
+                self._iterate_security_rules(
+                    ip_protocol,
+                    group.group_id,
+                    from_port,
+                    to_port,
+                    ip_ranges or [],
+                    self._add_source_group(source_groups, vpc_id),
+                    prefix_list_ids or [],
+                    is_egress=is_egress,
+                    tags=sgrule_tags or {},
+                )
+            )
+            replayed = [next((e for e in existing if _same_rule(e, w)), None) for w in wanted]
+            if not wanted or any(r is None for r in replayed):
+                raise
+            return replayed, group
+
+    return authorize
+
+
+SecurityGroupBackend.authorize_security_group_ingress = _replay_tolerant(
+    "authorize_security_group_ingress", "ingress_rules", is_egress=False
+)
+SecurityGroupBackend.authorize_security_group_egress = _replay_tolerant(
+    "authorize_security_group_egress", "egress_rules", is_egress=True
+)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -92,6 +92,16 @@ class Platform:
     def inventory_groups(self) -> list[str]:
         return [g for groups in self.security_groups.values() for g in groups]
 
+    @property
+    def jump_groups(self) -> list[str]:
+        """Inventory groups of the public tier: the bastion(s) every other host is reached through."""
+        return [
+            group
+            for g in self.data["security_groups"].values()
+            if g["subnet_tier"] == "public"
+            for group in g["inventory_groups"]
+        ]
+
     def security_group_of(self, inventory_group: str) -> str:
         for sg, groups in self.security_groups.items():
             if inventory_group in groups:

@@ -29,6 +29,7 @@ class Instance:
     az: str
     vpc_id: str
     env_tag: str
+    public_ip: str | None = None  # the bastion's Elastic IP: how operators reach it from outside
 
     @property
     def prefixlen(self) -> int:
@@ -114,6 +115,7 @@ def discover(env: Env, endpoint_url: str | None, project: str = "fms") -> Discov
                 az=subnet["AvailabilityZone"],
                 vpc_id=inst["VpcId"],
                 env_tag=tags.get("Env", ""),
+                public_ip=inst.get("PublicIpAddress") or None,
             )
         )
     problems += validate(env, result)

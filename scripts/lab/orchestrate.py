@@ -126,6 +126,7 @@ def _record(inst: discovery.Instance, env: Env, image: Path) -> hosts.HostRecord
         "role": inst.role,
         "roles": list(inst.roles),
         "ip": inst.private_ip,
+        "public_ip": inst.public_ip,
         "prefix": inst.prefixlen,
         "gateway": inst.gateway,
         "subnet_cidr": inst.subnet_cidr,
@@ -410,8 +411,15 @@ def _converge_hosts(env: Env, found: discovery.Discovery, image: Path, all_hosts
         progress.step(
             f"hosts: waiting for {len(to_wait)} hosts to boot (ssh + systemd, ≤{hosts.BOOT_TIMEOUT_S:.0f}s)"
         )
-        with ThreadPoolExecutor(max_workers=min(8, len(to_wait))) as pool:
-            results = list(pool.map(_wait_one, to_wait))
+        # Every other host is reached through its env's bastion: wait for the bastions first
+        # (all hosts boot meanwhile), so a failure names the host that really did not come up.
+        first = [r for r in to_wait if state.bastion_of(r, all_hosts) is None]
+        rest = [r for r in to_wait if r not in first]
+        results: list[hosts.HostRecord | Exception] = []
+        for stage in (first, rest):
+            if stage:
+                with ThreadPoolExecutor(max_workers=min(8, len(stage))) as pool:
+                    results += pool.map(_wait_one, stage)
         state.save_hosts(all_hosts)
         errors = [r for r in results if isinstance(r, Exception)]
         if errors:

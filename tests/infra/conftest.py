@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import testinfra
+from fmsops.platform_contract import load as load_platform
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"
@@ -33,16 +34,7 @@ ANSIBLE_DIR = REPO / "ansible"
 os.environ.setdefault("ANSIBLE_CONFIG", str(ANSIBLE_DIR / "ansible.cfg"))
 # testinfra's ansible backend calls ansible-inventory: use the one beside this Python.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-GROUPS = (
-    "kafka",
-    "kafka_controller",
-    "hdfs_namenode",
-    "hdfs_datanode",
-    "spark_master",
-    "spark_worker",
-    "monitoring",
-    "collector",
-)
+GROUPS = tuple(load_platform().inventory_groups)  # platform.yml: every inventory group
 # Connection settings copied into the static inventory testinfra reads.
 CONNECTION_VARS = (
     "ansible_host",

@@ -1,6 +1,6 @@
 """Fixtures for the lab tests (marker `lab`).
 
-`lab` brings up one primary lab (profile minimal: 7 hosts) from the real
+`lab` brings up one primary lab (profile minimal: 8 hosts) from the real
 Terraform stack, with the artifact mirror, once per session in its own
 FMS_LAB_DIR; `test_down_leaves_nothing` tears it down and asserts nothing is
 left. Test order: tests without hosts first (fast feedback on a machine that

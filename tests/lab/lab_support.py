@@ -22,24 +22,17 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
+from fmsops import platform_contract  # noqa: E402
 from lab import discovery, state  # noqa: E402
 from lab.envs import ENVS  # noqa: E402
 
 # The lab's apply step in the tests: the real stacks.
 APPLY = True
 PROFILE = "minimal"
-# Every inventory group the platform needs; the minimal profile still has each one.
-ALL_GROUPS = {
-    "kafka",
-    "kafka_controller",
-    "hdfs_namenode",
-    "hdfs_datanode",
-    "spark_master",
-    "spark_worker",
-    "monitoring",
-    "collector",
-}
-MINIMAL_HOST_COUNT = 7
+# Every inventory group the platform needs (the platform contract's); the minimal profile still has each one.
+ALL_GROUPS = set(platform_contract.load().inventory_groups)
+# The bastion and one host per role but the combined broker/controller (lab-minimal.tfvars).
+MINIMAL_HOST_COUNT = 8
 
 
 def outputs(env: str = "primary") -> dict[str, Any]:

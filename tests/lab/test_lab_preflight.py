@@ -202,6 +202,32 @@ def test_ssh_files_pin_the_generated_host_keys(tmp_path, monkeypatch):
         assert not Path(tmp_path / "hosts").exists()
 
 
+def test_ssh_files_reach_every_host_but_the_bastion_through_it(tmp_path, monkeypatch):
+    """As on AWS: the bastion directly (by private and public address), the others via ProxyJump
+    through their own env's bastion; an env without a bastion is reached directly."""
+    monkeypatch.setenv("FMS_LAB_DIR", str(tmp_path))
+    recs = {
+        "b": {
+            "name": "b",
+            "env": "primary",
+            "ip": "198.18.0.5",
+            "public_ip": "203.0.113.9",
+            "roles": ["bastion"],
+            "host_key": ["ssh-ed25519", "AAAAb"],
+        },
+        "k": {"name": "k", "env": "primary", "ip": "198.18.3.4", "roles": ["kafka", "kafka_controller"]},
+        "d": {"name": "d", "env": "dr", "ip": "198.19.3.4", "roles": ["kafka"]},
+    }
+    state.write_ssh_files(recs)
+    config = (tmp_path / "ssh/config").read_text()
+    blocks = {b[b.index("Host ") :].split("\n", 1)[0]: b for b in config.split("\n\n") if "Host " in b}
+    assert "ProxyJump" not in blocks["Host b 198.18.0.5 203.0.113.9"]
+    assert "HostName 198.18.0.5" in blocks["Host b 198.18.0.5 203.0.113.9"]
+    assert "  ProxyJump b\n" in blocks["Host k 198.18.3.4"]
+    assert "ProxyJump" not in blocks["Host d 198.19.3.4"]
+    assert (tmp_path / "ssh/known_hosts").read_text() == "b,198.18.0.5,203.0.113.9 ssh-ed25519 AAAAb\n"
+
+
 # ---------------------------------------------------------------------------- mirror
 
 

@@ -258,10 +258,22 @@ def test_inventory_plugin_groups_every_instance(applied: Applied, env: str, inve
     for group in load_platform().inventory_groups:
         assert sorted(listed.get(group, {}).get("hosts", [])) == sorted(expected.get(group, [])), group
     hostvars = listed["_meta"]["hostvars"]
+
+    def plain(value: Any) -> Any:  # ansible-core 2.19 marks templated values unsafe in --list output
+        return value.get("__ansible_unsafe") if isinstance(value, dict) else value
+
+    jump_hosts = {h for g in load_platform().jump_groups for h in expected.get(g, [])}
+    assert jump_hosts, "every stack has a bastion"
     for name, inst in applied.outputs[env]["instances"].items():
-        host = hostvars[name]["ansible_host"]
-        # ansible-core 2.19 marks templated values unsafe in --list output.
-        assert (host.get("__ansible_unsafe") if isinstance(host, dict) else host) == inst["private_ip"]
+        host = plain(hostvars[name]["ansible_host"])
+        # Peers reach every host at its private address; Ansible the bastion at its public one
+        # (one of the stack's Elastic IPs) and every other host privately, through the bastion.
+        assert plain(hostvars[name]["fms_node_address"]) == inst["private_ip"]
+        if name in jump_hosts:
+            assert host == plain(hostvars[name]["public_ip_address"]) != inst["private_ip"]
+            assert host in applied.outputs[env]["bastion_public_ips"]
+        else:
+            assert host == inst["private_ip"]
     graph = subprocess.run(
         [str(venv_bin / "ansible-inventory"), "-i", str(REPO / "inventory" / inventory), "--graph"],
         env=env_vars,

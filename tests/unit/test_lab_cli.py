@@ -66,7 +66,7 @@ def test_other_commands_refuse_unknown_arguments(capsys: pytest.CaptureFixture[s
     ],
 )
 def test_auto_profile_fits_the_machine(cores: int, available_mib: int, profile: str, why: str) -> None:
-    """`make lab` (PROFILE=auto) on a 2-core machine takes the 7-host profile and says why."""
+    """`make lab` (PROFILE=auto) on a 2-core machine takes the 8-host profile and says why."""
     from lab import envs
 
     picked, reason = envs.pick_profile(cores, available_mib)

@@ -93,10 +93,10 @@ actions:
   elements: str
 """
 
-import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.kafka_cli import KafkaCli
 
 RESOURCE_TYPES = {
     "topic": "TOPIC",
@@ -122,36 +122,15 @@ def _op(name: str) -> str:
     return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).upper()
 
 
-class KafkaCli:
-    def __init__(self, module: AnsibleModule):
-        self.module = module
-        self.bin = os.path.join(module.params["kafka_home"], "bin")
-        self.base = [
-            "--bootstrap-server",
-            module.params["bootstrap_server"],
-            "--command-config",
-            module.params["command_config"],
-        ]
-        env = {"KAFKA_HEAP_OPTS": "-Xmx256m", "KAFKA_LOG4J_OPTS": "", "KAFKA_OPTS": "", "JMX_PORT": ""}
-        if module.params.get("java_home"):
-            env["JAVA_HOME"] = module.params["java_home"]
-        self.env = env
-
-    def run(self, tool: str, args: list[str], check: bool = True) -> str:
-        cmd = [os.path.join(self.bin, tool), *self.base, *args]
-        rc, out, err = self.module.run_command(cmd, environ_update=self.env)
-        if check and rc != 0:
-            self.module.fail_json(
-                msg=f"{tool} failed (rc={rc})",
-                stdout=out,
-                stderr=err,
-                cmd=" ".join(a if "password=" not in a else "<redacted>" for a in cmd),
-            )
-        return out
+# What each ensure_* reads first (a describe/list; run together by KafkaCli.read_all).
+READS = {
+    "scram_users": ("kafka-configs.sh", ["--describe", "--entity-type", "users"]),
+    "topics": ("kafka-topics.sh", ["--describe", "--exclude-internal"]),
+    "acls": ("kafka-acls.sh", ["--list"]),
+}
 
 
-def ensure_topics(cli: KafkaCli, topics: list[dict], actions: list[str], check_mode: bool) -> None:
-    out = cli.run("kafka-topics.sh", ["--describe", "--exclude-internal"])
+def ensure_topics(cli: KafkaCli, out: str, topics: list[dict], actions: list[str], check_mode: bool) -> None:
     current: dict[str, dict] = {}
     for line in out.splitlines():
         m = TOPIC_LINE.match(line.strip())
@@ -199,8 +178,7 @@ def _acl_key(rtype: str, rname: str, pattern: str, principal: str, host: str, op
     return (rtype.upper(), rname, pattern.upper(), principal, host, op.upper())
 
 
-def ensure_acls(cli: KafkaCli, acls: list[dict], actions: list[str], check_mode: bool) -> None:
-    out = cli.run("kafka-acls.sh", ["--list"])
+def ensure_acls(cli: KafkaCli, out: str, acls: list[dict], actions: list[str], check_mode: bool) -> None:
     existing = set()
     resource = None
     for line in out.splitlines():
@@ -236,9 +214,14 @@ def ensure_acls(cli: KafkaCli, acls: list[dict], actions: list[str], check_mode:
 
 
 def ensure_scram(
-    cli: KafkaCli, users: list[dict], mechanism: str, update: bool, actions: list[str], check_mode: bool
+    cli: KafkaCli,
+    out: str,
+    users: list[dict],
+    mechanism: str,
+    update: bool,
+    actions: list[str],
+    check_mode: bool,
 ) -> None:
-    out = cli.run("kafka-configs.sh", ["--describe", "--entity-type", "users"])
     have = {}
     for line in out.splitlines():
         m = SCRAM_LINE.search(line)
@@ -313,9 +296,11 @@ def main() -> None:
     )
     cli = KafkaCli(module)
     actions: list[str] = []
+    current = cli.read_all({key: READS[key] for key in READS if module.params[key]})
     if module.params["scram_users"]:
         ensure_scram(
             cli,
+            current["scram_users"],
             module.params["scram_users"],
             module.params["scram_mechanism"],
             module.params["update_passwords"],
@@ -323,9 +308,9 @@ def main() -> None:
             module.check_mode,
         )
     if module.params["topics"]:
-        ensure_topics(cli, module.params["topics"], actions, module.check_mode)
+        ensure_topics(cli, current["topics"], module.params["topics"], actions, module.check_mode)
     if module.params["acls"]:
-        ensure_acls(cli, module.params["acls"], actions, module.check_mode)
+        ensure_acls(cli, current["acls"], module.params["acls"], actions, module.check_mode)
     module.exit_json(changed=bool(actions), actions=actions)
 
 

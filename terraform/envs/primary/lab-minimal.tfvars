@@ -1,7 +1,8 @@
-# Profile "minimal" (7 hosts, ~half the memory of "lab"): one broker that is its
+# Profile "minimal" (8 hosts, ~half the memory of "lab"): one broker that is its
 # own controller, one DataNode, one Spark worker. Use with lab.tfvars:
 #   scripts/lab.py up --profile minimal
 instance_groups = {
+  bastion       = { count = 1, instance_type = "t3.micro" }
   kafka         = { count = 1, instance_type = "t3.large", groups = ["kafka", "kafka_controller"], data_volume_size_gb = 20 }
   hdfs_namenode = { count = 1, instance_type = "t3.medium", data_volume_size_gb = 10 }
   hdfs_datanode = { count = 1, instance_type = "t3.medium", data_volume_size_gb = 20 }
