@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import sg_iptables
-from .envs import BRIDGE_PREFIX, Env
+from .envs import BRIDGE_PREFIX, RULE_TAG_PREFIX, Env
 from .sg_iptables import HostFirewall, Ruleset
 from .sg_rules import translate
 
@@ -235,6 +235,18 @@ def teardown(env: Env, ns: Netns = HOST) -> None:
         words = shlex.split(rule)
         if "--comment" in words and words[words.index("--comment") + 1].split()[0] == env.rule_tag:
             ns.run(["ip6tables", *WAIT, "-D", *words[1:]], check=False)
+
+
+def leftovers(ns: Netns = HOST) -> list[str]:
+    """Security-group chains of any env and lab-tagged IPv6 rules still present (empty after `down`)."""
+    out = ns.run(["iptables", *WAIT, "-S"]).stdout
+    found = [
+        f"chain {line.split()[1]}"
+        for line in out.splitlines()
+        if line.startswith(f"-N {sg_iptables.CHAIN_PREFIX}")
+    ]
+    found += [f"ip6tables {r}" for r in _forward_rules(ns, "ip6tables") if RULE_TAG_PREFIX in r]
+    return found
 
 
 def enforce(

@@ -662,7 +662,11 @@ def print_firewall(env_names: list[str] | None = None) -> int:
     for env_name in names:
         env = get_env(env_name)
         recs = [r for r in all_hosts if r["env"] == env.name]
-        counts = firewall.counts(env, [r["ip"] for r in recs])
+        try:
+            counts = firewall.counts(env, [r["ip"] for r in recs])
+        except (firewall.FirewallError, OSError) as exc:
+            print(f"cannot read the lab's iptables rules (root needed): {exc}")
+            return 2
         for r in recs:
             c = counts[r["ip"]]
             if not c.enforced:

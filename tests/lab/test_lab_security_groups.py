@@ -20,7 +20,7 @@ import pytest
 from fmsops.platform_contract import load
 from lab import firewall, state
 from lab.envs import ENVS
-from lab_support import cli_env, first_in_group, host_ssh, lab_cli
+from lab_support import cli_env, first_in_group, lab_cli, tcp_from
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -34,12 +34,7 @@ CONNECT_TIMEOUT_S = 3  # a dropped SYN is retried at 1 s and 3 s: 3 s is already
 
 def connect(src: str, dst: str, port: int) -> str:
     """From lab host `src`, open a TCP connection to host `dst` (a name) on `port`."""
-    ip = state.load_hosts()[dst]["ip"]
-    cmd = f"timeout {CONNECT_TIMEOUT_S} bash -c 'exec 3<>/dev/tcp/{ip}/{port}' 2>/dev/null; echo rc=$?"
-    res = host_ssh(src, cmd, timeout_s=60)
-    assert res.returncode == 0 and "rc=" in res.stdout, f"{src}: {res.stdout}{res.stderr}"
-    rc = int(res.stdout.rsplit("rc=", 1)[1].split()[0])
-    return {0: "open", 124: "dropped"}.get(rc, "refused")
+    return tcp_from(src, state.load_hosts()[dst]["ip"], port, CONNECT_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
