@@ -279,9 +279,23 @@ def test_ports_no_group_opens_are_dropped(stand_in_lab):
     assert set(results.values()) == {"timeout"}, results
 
 
+def test_counts_show_the_rules_in_force_and_the_drops(stand_in_lab):
+    """What `lab.py firewall` and `lab.py status` print: allow rules per host, drops of its default deny."""
+    counts = firewall.counts(ENV, [h.ip for h in HOSTS], stand_in_lab["ns"])
+    policy = {h.name: h.policy for h in stand_in_lab["planned"]}
+    resolver_rules = 2  # DNS over udp and tcp to the one resolver
+    for h in HOSTS:
+        c = counts[h.ip]
+        assert c.enforced and c.ingress_rules == len(policy[h.name].ingress), (h.name, c)
+        assert c.egress_rules == len(policy[h.name].egress) + resolver_rules, (h.name, c)
+    assert counts[KAFKA.ip].dropped_in > 0  # the probes of the test before
+
+
 def test_egress_is_enforced_even_where_ingress_allows(stand_in_lab):
     """Monitoring takes Prometheus traffic from anywhere, but the collector's egress is Kafka only."""
+    before = firewall.counts(ENV, [COLLECTOR.ip], stand_in_lab["ns"])[COLLECTOR.ip].dropped_out
     assert probe(COLLECTOR, "tcp", MONITORING, PROMETHEUS) == "timeout"
+    assert firewall.counts(ENV, [COLLECTOR.ip], stand_in_lab["ns"])[COLLECTOR.ip].dropped_out > before
 
 
 def test_replies_pass_without_a_rule_stateful(stand_in_lab):
