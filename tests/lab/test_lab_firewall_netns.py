@@ -336,6 +336,19 @@ def test_reapply_is_idempotent_and_keeps_the_hooks_ahead_of_accepts(stand_in_lab
     assert probe(COLLECTOR, "tcp", KAFKA, KAFKA_CLIENT) == "ok"
 
 
+def test_a_host_that_is_gone_loses_its_chains_and_comes_back_with_them(stand_in_lab):
+    """An instance Terraform removed: the next apply deletes its chains (nothing else changes)."""
+    ns, planned, saved = stand_in_lab["ns"], stand_in_lab["planned"], stand_in_lab["saved"]
+    first = sorted(lab_rules())
+    gone = [sg_iptables.host_chain(ENV.name, STOPPED.ip, d) for d in ("egress", "ingress")]
+    assert all(any(f":{c} " in line for line in first) for c in gone)
+    firewall.enforce(ENV, [h for h in planned if h.name != STOPPED.name], ["10.255.255.53"], saved, ns)
+    assert not any(c in line for line in lab_rules() for c in gone)
+    assert probe(COLLECTOR, "tcp", KAFKA, KAFKA_CLIENT) == "ok"
+    firewall.enforce(ENV, planned, ["10.255.255.53"], saved, ns)
+    assert sorted(lab_rules()) == first
+
+
 def test_a_host_cannot_send_with_another_hosts_address(stand_in_lab):
     """Root in monitoring-1 takes the collector's address and wins its ARP (the lab machine's
     neighbour entry is pinned to monitoring-1): Kafka's collector-only port stays shut. Then the
