@@ -10,8 +10,9 @@ have none, and it must not be a way around the IPv4 rules.
 
 Out of scope here, on purpose: traffic between the lab machine itself and the hosts
 (Ansible, probes, the artifact mirror, the gateway) uses INPUT/OUTPUT, never FORWARD, and is
-left open. An admin path (only the bastion's SSH from the operator) would be another hook
-in `hooks()`-style: an OUTPUT rule `-o <bridge>` jumping to its own chain built the same way.
+left open. An admin path (only the bastion's SSH from the operator) is another
+`sg_iptables.Hook`: an OUTPUT rule `-o <bridge>` jumping to a chain of its own, rendered
+with the others; `apply` and `teardown` already handle hooks in any of HOOK_CHAINS.
 
 Everything added carries the env's comment tag (`fms-lab:<env>`) or lives in a chain named
 `FMS-SG-<env>...`; teardown removes exactly those and puts the sysctls back when the last
@@ -39,6 +40,7 @@ WAIT = ["-w", "10"]  # wait (bounded) for the xtables lock
 TIMEOUT_S = 30
 # Bridged IPv4/IPv6 goes through iptables/ip6tables only with these on (br_netfilter).
 BRIDGE_SYSCTLS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables")
+HOOK_CHAINS = ("FORWARD", "OUTPUT", "INPUT")  # built-in chains a hook may live in
 DISABLE_ENV = "FMS_LAB_FIREWALL"  # "off": no enforcement (debugging only; says so loudly)
 
 
@@ -155,9 +157,9 @@ def _bridges(ns: Netns) -> list[str]:
     return sorted(link["ifname"] for link in json.loads(proc.stdout or "[]")) if proc.returncode == 0 else []
 
 
-def _forward_rules(ns: Netns, cmd: str = "iptables") -> list[str]:
-    out = ns.run([cmd, *WAIT, "-S", "FORWARD"]).stdout
-    return [line for line in out.splitlines() if line.startswith("-A FORWARD ")]
+def _chain_rules(ns: Netns, chain: str = "FORWARD", cmd: str = "iptables") -> list[str]:
+    out = ns.run([cmd, *WAIT, "-S", chain]).stdout
+    return [line for line in out.splitlines() if line.startswith(f"-A {chain} ")]
 
 
 def _jump_target(rule: str) -> str | None:
@@ -172,32 +174,41 @@ def _env_chains(env_name: str, ns: Netns) -> list[str]:
 
 
 def _hooks_first(rules: list[str]) -> bool:
-    """Every security-group hook comes before any other FORWARD rule (else an ACCEPT could skip it)."""
+    """Every security-group hook comes before any other rule of its chain (else an ACCEPT could skip it)."""
     hooks = [(_jump_target(r) or "").startswith(sg_iptables.CHAIN_PREFIX) for r in rules]
     return all(hooks[: sum(hooks)])
 
 
 def apply(env: Env, ruleset: Ruleset, ns: Netns = HOST) -> None:
-    """Write the env's chains (atomically), then make sure every env's hooks lead FORWARD.
+    """Write the env's chains (atomically), then make sure every env's hooks lead their chains.
 
-    Hooks of all envs go first in FORWARD: the lab's own `-i <bridge> -j ACCEPT` of another
-    env (lab.network inserts them at the top) would otherwise accept a packet from that env
-    before this env's ingress rules saw it.
+    Hooks of all envs go first: the lab's own `-i <bridge> -j ACCEPT` of another env
+    (lab.network inserts them at the top of FORWARD) would otherwise accept a packet from
+    that env before this env's ingress rules saw it.
     """
     stale = [c for c in _env_chains(env.name, ns) if c not in ruleset.chains]
     _restore(ruleset.restore_text(stale), ns)
     _drop_ipv6(env, ns)
-    rules = _forward_rules(ns)
-    wanted = [f"-A FORWARD {sg_iptables.quote_args(h)}" for h in ruleset.hooks]
+    for chain in sorted({h.chain for h in ruleset.hooks}):
+        _place_hooks(env, chain, [h.rule for h in ruleset.hooks if h.chain == chain], ns)
+
+
+def _is_hook(rule: str) -> bool:
+    return (_jump_target(rule) or "").startswith(sg_iptables.CHAIN_PREFIX)
+
+
+def _place_hooks(env: Env, chain: str, wanted: list[str], ns: Netns) -> None:
+    """The env's hooks present and every env's hooks at the top of `chain`, in one commit if moved."""
+    rules = _chain_rules(ns, chain)
     present = {_normalise(r) for r in rules}
     if all(_normalise(w) in present for w in wanted) and _hooks_first(rules):
         return
     # Re-place every env's hooks at the top in one commit: no moment without them.
-    ours = [r for r in rules if (_jump_target(r) or "").startswith(sg_iptables.CHAIN_PREFIX)]
+    ours = [r for r in rules if _is_hook(r)]
     others = [r for r in ours if not sg_iptables.is_env_chain(env.name, _jump_target(r) or "")]
-    lines = ["*filter"]
-    lines += ["-D" + r[2:] for r in ours]
-    lines += ["-I FORWARD 1" + r[len("-A FORWARD") :] for r in reversed([*wanted, *others])]
+    head = f"-A {chain}"
+    lines = ["*filter", *("-D" + r[2:] for r in ours)]
+    lines += [f"-I {chain} 1" + r[len(head) :] for r in reversed([*wanted, *others])]
     lines.append("COMMIT")
     _restore("\n".join(lines) + "\n", ns)
 
@@ -216,7 +227,7 @@ def _restore(text: str, ns: Netns, cmd: str = "iptables-restore") -> None:
 
 def _drop_ipv6(env: Env, ns: Netns) -> None:
     """No IPv6 into or out of the env's bridge (the lab's VPCs have none)."""
-    have = {_normalise(r) for r in _forward_rules(ns, "ip6tables")}
+    have = {_normalise(r) for r in _chain_rules(ns, "FORWARD", "ip6tables")}
     for spec in (["-i", env.bridge], ["-o", env.bridge]):
         rule = [*spec, *sg_iptables.comment(env.rule_tag, "no IPv6 in the VPC"), "-j", "DROP"]
         if _normalise(f"-A FORWARD {sg_iptables.quote_args(rule)}") not in have:
@@ -226,12 +237,12 @@ def _drop_ipv6(env: Env, ns: Netns) -> None:
 def teardown(env: Env, ns: Netns = HOST) -> None:
     """Remove the env's hooks, chains and IPv6 rules (idempotent; what a crashed run left included)."""
     chains = _env_chains(env.name, ns)
-    hooks = [r for r in _forward_rules(ns) if (_jump_target(r) or "") in chains]
+    hooks = [r for chain in HOOK_CHAINS for r in _chain_rules(ns, chain) if (_jump_target(r) or "") in chains]
     if chains or hooks:
         lines = ["*filter", *("-D" + r[2:] for r in hooks)]
         lines += [f"-F {c}" for c in chains] + [f"-X {c}" for c in chains]
         _restore("\n".join([*lines, "COMMIT"]) + "\n", ns)
-    for rule in _forward_rules(ns, "ip6tables"):
+    for rule in _chain_rules(ns, "FORWARD", "ip6tables"):
         words = shlex.split(rule)
         if "--comment" in words and words[words.index("--comment") + 1].split()[0] == env.rule_tag:
             ns.run(["ip6tables", *WAIT, "-D", *words[1:]], check=False)
@@ -245,7 +256,7 @@ def leftovers(ns: Netns = HOST) -> list[str]:
         for line in out.splitlines()
         if line.startswith(f"-N {sg_iptables.CHAIN_PREFIX}")
     ]
-    found += [f"ip6tables {r}" for r in _forward_rules(ns, "ip6tables") if RULE_TAG_PREFIX in r]
+    found += [f"ip6tables {r}" for r in _chain_rules(ns, "FORWARD", "ip6tables") if RULE_TAG_PREFIX in r]
     return found
 
 

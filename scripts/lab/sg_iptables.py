@@ -58,6 +58,23 @@ class HostFirewall:
 
 
 @dataclass(frozen=True)
+class Hook:
+    """A rule in a built-in chain that sends traffic into the env's chains.
+
+    Today only FORWARD (host to host). The admin path (the lab machine's own traffic to the
+    hosts, through the bastion) would add an OUTPUT hook `-o <bridge>` to a chain of its own;
+    lab.firewall places and removes hooks of any built-in chain the same way.
+    """
+
+    chain: str  # FORWARD, OUTPUT, INPUT
+    spec: list[str]  # the rule without `-A <chain>`
+
+    @property
+    def rule(self) -> str:
+        return f"-A {self.chain} {quote_args(self.spec)}"
+
+
+@dataclass(frozen=True)
 class Ruleset:
     """The env's chains in order of creation, each a list of rule argument lists (no `-A chain`)."""
 
@@ -65,7 +82,7 @@ class Ruleset:
     bridge: str
     tag: str
     chains: dict[str, list[list[str]]]
-    hooks: list[list[str]]  # FORWARD rule specs (no `-A FORWARD`) jumping to the main chain
+    hooks: list[Hook]
 
     def restore_text(self, remove_chains: Iterable[str] = ()) -> str:
         """iptables-restore --noflush input: (re)creates every chain at once (one atomic commit).
@@ -186,8 +203,8 @@ def render(
         chains[ingress] = _ingress_rules(tag, h)
     chains[inbound].append(_rule(["-o", bridge], tag, "to no instance: default deny", *drop))
     hooks = [
-        _rule(["-i", bridge], tag, "", "-j", main),
-        _rule(["!", "-i", bridge, "-o", bridge], tag, "", "-j", main),
+        Hook("FORWARD", _rule(["-i", bridge], tag, "", "-j", main)),
+        Hook("FORWARD", _rule(["!", "-i", bridge, "-o", bridge], tag, "", "-j", main)),
     ]
     return Ruleset(env, bridge, tag, chains, hooks)
 

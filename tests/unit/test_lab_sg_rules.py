@@ -203,7 +203,7 @@ def words(spec: list[str]) -> str:
 
 
 def test_every_rule_and_hook_carries_the_env_tag(ruleset):
-    for spec in [*ruleset.hooks, *(s for specs in ruleset.chains.values() for s in specs)]:
+    for spec in [*(h.spec for h in ruleset.hooks), *(s for specs in ruleset.chains.values() for s in specs)]:
         comment = spec[spec.index("--comment") + 1]
         assert comment.split()[0] == "fms-lab:primary", spec
 
@@ -238,9 +238,9 @@ def test_ingress_allows_return_and_egress_allows_go_on_to_the_receiver(ruleset):
 
 
 def test_hooks_take_traffic_from_and_to_the_bridge_once(ruleset):
-    assert [words(h).replace(" -m comment --comment fms-lab:primary", "") for h in ruleset.hooks] == [
-        "-i fmsbr-primary -j FMS-SG-primary",
-        "! -i fmsbr-primary -o fmsbr-primary -j FMS-SG-primary",
+    assert [h.rule.replace(" -m comment --comment fms-lab:primary", "") for h in ruleset.hooks] == [
+        "-A FORWARD -i fmsbr-primary -j FMS-SG-primary",
+        "-A FORWARD ! -i fmsbr-primary -o fmsbr-primary -j FMS-SG-primary",
     ]
 
 
