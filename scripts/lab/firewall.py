@@ -103,19 +103,35 @@ def host_veth(machine: str, ns: Netns = HOST) -> str | None:
     return links[0]["ifname"] if links else None
 
 
+@dataclass
+class Plan:
+    """Each host's firewall, plus what the operator should hear about it."""
+
+    hosts: list[HostFirewall]
+    notes: list[str]  # expected, e.g. rules naming the bastion's group in a profile without one
+    warnings: list[str]  # not expected: a host with no veth (not running) has its address blocked
+
+
 def plan(
     groups: Sequence[Mapping[str, Any]],
     hosts: Sequence[tuple[str, str, Sequence[str]]],
     veths: Mapping[str, str | None],
-) -> tuple[list[HostFirewall], list[str]]:
-    """(name, ip, group ids) per host + the groups' descriptions -> each host's firewall, and warnings."""
+) -> Plan:
+    """(name, ip, group ids) per host + the groups' descriptions -> each host's firewall."""
     policies = translate(groups, [(ip, gs) for _, ip, gs in hosts])
     out = [HostFirewall(name, veths.get(name), policies[ip]) for name, ip, _ in hosts]
-    warnings = [f"{h.name}: {u}" for h in out for u in h.policy.unresolved]
-    warnings += [
+    refs: dict[str, int] = {}
+    for h in out:
+        for ref, count in h.policy.unresolved.items():
+            refs[ref] = refs.get(ref, 0) + count
+    notes = [
+        f"group {ref} has no lab host: the {count} permissions naming it allow nothing here"
+        for ref, count in sorted(refs.items())
+    ]
+    warnings = [
         f"{h.name}: no veth on the bridge (not running); its address is blocked" for h in out if not h.veth
     ]
-    return out, warnings
+    return Plan(out, notes, warnings)
 
 
 # ---------------------------------------------------------------------------- apply

@@ -305,18 +305,20 @@ def enforce_security_groups(env: Env, found: discovery.Discovery, url: str, lab:
     groups = discovery.security_groups(env, url, group_ids)
     members = [(i.name, i.private_ip, i.security_groups) for i in found.instances]
     veths = {i.name: firewall.host_veth(i.name) for i in found.instances}
-    planned, warnings = firewall.plan(groups, members, veths)
+    planned = firewall.plan(groups, members, veths)
     saved = lab.setdefault("saved_sysctls", {})
     try:
-        ruleset, notes = firewall.enforce(env, planned, preflight.host_nameservers(), saved)
+        ruleset, notes = firewall.enforce(env, planned.hosts, preflight.host_nameservers(), saved)
     finally:
         state.save_lab(lab)  # the sysctls' previous values, even if the rules were refused
     rules = sum(len(specs) for specs in ruleset.chains.values())
     progress.step(
-        f"firewall: {len(groups)} security groups enforced on {len(planned)} hosts of {env.name} "
+        f"firewall: {len(groups)} security groups enforced on {len(planned.hosts)} hosts of {env.name} "
         f"({rules} rules in {firewall.sg_iptables.main_chain(env.name)}*; `lab.py firewall` shows them)"
     )
-    for line in warnings + notes:
+    for line in planned.notes:
+        progress.step(f"firewall: {line}")
+    for line in planned.warnings + notes:
         progress.warn(f"firewall: {line}")
 
 

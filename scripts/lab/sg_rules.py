@@ -53,7 +53,9 @@ class HostPolicy:
     groups: tuple[str, ...]
     ingress: list[Rule] = field(default_factory=list)
     egress: list[Rule] = field(default_factory=list)
-    unresolved: list[str] = field(default_factory=list)  # group references with no known member
+    # referenced group id -> how many of this instance's permissions name it while no known
+    # instance holds it (e.g. the bastion's group in a profile without a bastion)
+    unresolved: dict[str, int] = field(default_factory=dict)
 
     @property
     def rule_count(self) -> int:
@@ -102,7 +104,8 @@ def _perm_rules(
     protocol = protocol_name(perm["IpProtocol"])
     ports = _ports(protocol, perm)
     name = group.get("GroupName") or group["GroupId"]
-    rules, unresolved = [], []
+    rules: list[Rule] = []
+    unresolved: list[str] = []
     for rng in perm.get("IpRanges", []):
         why = f"{name}: {rng.get('Description') or rng['CidrIp']}"
         rules.append(Rule(direction, protocol, ports, _cidr(rng["CidrIp"]), why))
@@ -110,7 +113,7 @@ def _perm_rules(
         ref = pair["GroupId"]
         ips = members.get(ref, [])
         if not ips:
-            unresolved.append(f"{name} {direction} {protocol} {ports or 'all'}: {ref} has no known member")
+            unresolved.append(ref)
         why = f"{name}: {pair.get('Description') or ref}"
         rules.extend(Rule(direction, protocol, ports, f"{ip}/32", why) for ip in ips)
     # IPv6 ranges and prefix lists: the lab's VPCs have no IPv6 and no prefix lists, and the
@@ -142,7 +145,8 @@ def translate(
             for direction, key in (("ingress", "IpPermissions"), ("egress", "IpPermissionsEgress")):
                 for perm in group.get(key, []):
                     rules, unresolved = _perm_rules(direction, group, perm, members)  # type: ignore[arg-type]
-                    policy.unresolved.extend(unresolved)
+                    for ref in unresolved:
+                        policy.unresolved[ref] = policy.unresolved.get(ref, 0) + 1
                     for rule in rules:
                         if rule not in seen:  # the same allow from two groups is one rule
                             seen.add(rule)

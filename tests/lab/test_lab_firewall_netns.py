@@ -213,14 +213,15 @@ def stand_in_lab() -> Iterator[dict]:
         ns = firewall.Netns(LAB_NS)
         veths = {h.name: firewall.host_veth(h.name, ns) for h in HOSTS}
         members = [(h.name, h.ip, [h.group]) for h in (*HOSTS, STOPPED)]
-        planned, warnings = firewall.plan(GROUPS, members, veths)
+        plan = firewall.plan(GROUPS, members, veths)
+        planned = plan.hosts
         saved: dict[str, str] = {}
         started = time.monotonic()
         ruleset, _ = firewall.enforce(ENV, planned, ["10.255.255.53"], saved, ns)
         yield {
             "ns": ns,
             "planned": planned,
-            "warnings": warnings,
+            "plan": plan,
             "saved": saved,
             "before": before,
             "ruleset": ruleset,
@@ -237,9 +238,9 @@ def stand_in_lab() -> Iterator[dict]:
 
 def test_hosts_are_found_by_their_nspawn_veth_names(stand_in_lab):
     assert stand_in_lab["veths"] == {h.name: f"vb-{h.name}" for h in HOSTS}
-    assert stand_in_lab["warnings"] == [
-        "collector-2: no veth on the bridge (not running); its address is blocked"
-    ]
+    plan = stand_in_lab["plan"]
+    assert plan.warnings == ["collector-2: no veth on the bridge (not running); its address is blocked"]
+    assert plan.notes == []
     assert stand_in_lab["apply_s"] < 10
 
 
