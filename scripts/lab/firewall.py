@@ -67,18 +67,23 @@ class Netns:
             raise FirewallError(f"{shlex.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
         return proc
 
+    def _sysctl_path(self, key: str) -> Path:
+        return Path("/proc/sys", *key.split("."))
+
     def read_sysctl(self, key: str) -> str | None:
+        """/proc/sys is per network namespace for net.*: read it from a process inside it."""
+        path = self._sysctl_path(key)
         if self.name is None:
-            path = Path("/proc/sys", *key.split("."))
             return path.read_text().strip() if path.exists() else None
-        proc = self.run(["sysctl", "-n", key], check=False)
+        proc = self.run(["cat", str(path)], check=False)
         return proc.stdout.strip() if proc.returncode == 0 else None
 
     def write_sysctl(self, key: str, value: str) -> None:
+        path = self._sysctl_path(key)
         if self.name is None:
-            Path("/proc/sys", *key.split(".")).write_text(f"{value}\n")
+            path.write_text(f"{value}\n")
         else:
-            self.run(["sysctl", "-q", "-w", f"{key}={value}"])
+            self.run(["sh", "-c", f"echo {shlex.quote(value)} > {shlex.quote(str(path))}"])
 
 
 HOST = Netns()

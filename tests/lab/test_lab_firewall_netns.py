@@ -161,33 +161,21 @@ def stand_in_lab() -> Iterator[dict]:
     made: list[str] = []
     servers: list[subprocess.Popen] = []
     try:
-        for ns in (LAB_NS, *(h.ns for h in HOSTS)):
-            sh("ip", "netns", "add", ns)
-            made.append(ns)
-            sh("ip", "link", "set", "lo", "up", ns=ns)
+        for name in (LAB_NS, *(h.ns for h in HOSTS)):
+            sh("ip", "netns", "add", name)
+            made.append(name)
+            sh("ip", "link", "set", "lo", "up", ns=name)
         br = ENV.bridge
         sh("ip", "link", "add", br, "type", "bridge", "forward_delay", "0", ns=LAB_NS)
         for gw in GATEWAYS:
             sh("ip", "addr", "add", gw, "dev", br, ns=LAB_NS)
         sh("ip", "link", "set", br, "up", ns=LAB_NS)
-        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=LAB_NS)
+        lab = firewall.Netns(LAB_NS)
+        lab.write_sysctl("net.ipv4.ip_forward", "1")
         for h in HOSTS:
             veth = f"vb-{h.name}"
-            sh(
-                "ip",
-                "-n",
-                LAB_NS,
-                "link",
-                "add",
-                veth,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "host0",
-                "netns",
-                h.ns,
-            )
+            peer = ["peer", "name", "host0", "netns", h.ns]
+            sh("ip", "-n", LAB_NS, "link", "add", veth, "type", "veth", *peer)
             sh("ip", "-n", LAB_NS, "link", "set", veth, "master", br, "up")
             sh("ip", "-n", h.ns, "addr", "add", f"{h.ip}/24", "dev", "host0")
             sh("ip", "-n", h.ns, "link", "set", "host0", "up")
@@ -209,17 +197,16 @@ def stand_in_lab() -> Iterator[dict]:
         # Previous bridge-netfilter values the lab must put back (a new namespace starts with 1).
         before = {k: "0" for k in firewall.BRIDGE_SYSCTLS}
         for key, value in before.items():
-            sh("sysctl", "-qw", f"{key}={value}", ns=LAB_NS)
-        ns = firewall.Netns(LAB_NS)
-        veths = {h.name: firewall.host_veth(h.name, ns) for h in HOSTS}
+            lab.write_sysctl(key, value)
+        veths = {h.name: firewall.host_veth(h.name, lab) for h in HOSTS}
         members = [(h.name, h.ip, [h.group]) for h in (*HOSTS, STOPPED)]
         plan = firewall.plan(GROUPS, members, veths)
         planned = plan.hosts
         saved: dict[str, str] = {}
         started = time.monotonic()
-        ruleset, _ = firewall.enforce(ENV, planned, ["10.255.255.53"], saved, ns)
+        ruleset, _ = firewall.enforce(ENV, planned, ["10.255.255.53"], saved, lab)
         yield {
-            "ns": ns,
+            "ns": lab,
             "planned": planned,
             "plan": plan,
             "saved": saved,
@@ -232,8 +219,8 @@ def stand_in_lab() -> Iterator[dict]:
         for proc in servers:
             proc.kill()
             proc.wait(timeout=10)
-        for ns in reversed(made):  # deleting a namespace deletes its links, rules and sysctls
-            subprocess.run(["ip", "netns", "del", ns], check=False, timeout=20)
+        for name in reversed(made):  # deleting a namespace deletes its links, rules and sysctls
+            subprocess.run(["ip", "netns", "del", name], check=False, timeout=20)
 
 
 def test_hosts_are_found_by_their_nspawn_veth_names(stand_in_lab):
