@@ -41,6 +41,7 @@ SSH = CONTRACT.port("ssh")
 PROBE = str(Path(__file__).with_name("netprobe.py"))
 TAG = f"{os.getpid()}"
 ENV = Env(f"t{TAG[-5:]}", "lab-test", "198.18.0.0/16")  # bridge fmsbr-t<pid>, tag fms-lab:t<pid>
+PEER_ENV = Env(f"u{TAG[-5:]}", "lab-test-peer", "198.19.0.0/16")  # the other region, its own bridge
 LAB_NS = f"fmsfw-{TAG}-lab"
 GATEWAYS = ["198.18.64.1/24", "198.18.128.1/24"]
 DENIED_TIMEOUT_S = 1.0  # a dropped probe waits this long; allowed ones answer in milliseconds
@@ -85,6 +86,7 @@ GROUPS = [
             perm("tcp", KAFKA_JMX, groups=["sg-monitoring"]),
             perm("udp", GOSSIP, groups=["sg-monitoring"]),
             perm("icmp", -1, groups=["sg-monitoring"]),
+            perm("tcp", KAFKA_CLIENT, cidrs=[PEER_ENV.cidr]),  # MirrorMaker from the other region
         ],
         "IpPermissionsEgress": [perm("-1", cidrs=[ENV.cidr])],
     },
@@ -335,6 +337,62 @@ def test_a_host_that_is_gone_loses_its_chains_and_comes_back_with_them(stand_in_
     assert probe(COLLECTOR, "tcp", KAFKA, KAFKA_CLIENT) == "ok"
     firewall.enforce(ENV, planned, ["10.255.255.53"], saved, ns)
     assert sorted(lab_rules()) == first
+
+
+def test_a_second_env_beside_keeps_both_envs_rules(stand_in_lab):
+    """The other region on its own bridge: its broker reaches this one's Kafka client port through
+    the peer CIDR and nothing else, although lab.network's ACCEPTs for its bridge land on top of
+    FORWARD (above this env's hooks) when it comes up. Removing it leaves this env as it was."""
+    lab, saved = stand_in_lab["ns"], stand_in_lab["saved"]
+    before = sorted(lab_rules())
+    peer = Host("dr-kafka-1", "198.19.128.4", "198.19.128.1", "sg-dr-kafka")  # namespace fmsfw-<pid>-dr
+    veth = f"vb-{peer.name}"
+    groups = [
+        {
+            "GroupId": "sg-dr-kafka",
+            "GroupName": "dr-kafka",
+            "IpPermissions": [perm("tcp", KAFKA_CLIENT, cidrs=[ENV.cidr])],
+            # the default egress: only this env's ingress can stop the probes below
+            "IpPermissionsEgress": [perm("-1", cidrs=["0.0.0.0/0"])],
+        }
+    ]
+    br = PEER_ENV.bridge
+    sh("ip", "netns", "add", peer.ns)
+    try:
+        sh("ip", "link", "add", br, "type", "bridge", "forward_delay", "0", ns=LAB_NS)
+        sh("ip", "addr", "add", "198.19.128.1/24", "dev", br, ns=LAB_NS)
+        sh("ip", "link", "set", br, "up", ns=LAB_NS)
+        sh("ip", "-n", LAB_NS, "link", "add", veth, "type", "veth", "peer", "name", "host0", "netns", peer.ns)
+        sh("ip", "-n", LAB_NS, "link", "set", veth, "master", br, "up")
+        sh("ip", "-n", peer.ns, "addr", "add", f"{peer.ip}/24", "dev", "host0")
+        sh("ip", "-n", peer.ns, "link", "set", "host0", "up")
+        sh("ip", "-n", peer.ns, "route", "add", "default", "via", peer.gateway)
+        for direction in ("-i", "-o"):
+            accept("-I", direction, br, PEER_ENV.rule_tag)  # as lab.network does for the new bridge
+        planned = firewall.plan(groups, [(peer.name, peer.ip, [peer.group])], {peer.name: veth})
+        firewall.enforce(PEER_ENV, planned.hosts, [], saved, lab)
+        assert firewall._hooks_first(forward_rules()), forward_rules()
+        results = probe_all(
+            {
+                "dr->kafka client": (peer, "tcp", KAFKA, KAFKA_CLIENT),
+                "dr->kafka ssh": (peer, "tcp", KAFKA, SSH),
+                "dr->kafka jmx": (peer, "tcp", KAFKA, KAFKA_JMX),
+                "collector->kafka client": (COLLECTOR, "tcp", KAFKA, KAFKA_CLIENT),
+            }
+        )
+        assert results == {
+            "dr->kafka client": "ok",
+            "dr->kafka ssh": "timeout",
+            "dr->kafka jmx": "timeout",
+            "collector->kafka client": "ok",
+        }
+    finally:
+        firewall.teardown(PEER_ENV, lab)
+        for direction in ("-i", "-o"):
+            accept("-D", direction, br, PEER_ENV.rule_tag)
+        subprocess.run(["ip", "-n", LAB_NS, "link", "del", br], check=False, timeout=20)
+        subprocess.run(["ip", "netns", "del", peer.ns], check=False, timeout=20)
+    assert sorted(lab_rules()) == before
 
 
 def test_a_host_cannot_send_with_another_hosts_address(stand_in_lab):
