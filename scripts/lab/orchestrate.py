@@ -530,8 +530,12 @@ def down(env_names: list[str] | None = None) -> None:
         if not lab["envs"]:
             _stop_emulator(lab)
             network.restore_ip_forward(lab)
-            firewall.restore_bridge_netfilter(lab.setdefault("saved_sysctls", {}))
-            lab.pop("saved_sysctls", None)
+            saved = lab.pop("saved_sysctls", {})
+            others = network.lab_bridges()
+            if saved and others:  # another lab's hosts rely on it: leave it on (the kernel's default)
+                progress.step(f"firewall: bridge netfilter stays on for {', '.join(others)} (another lab)")
+            else:
+                firewall.restore_bridge_netfilter(saved)
         state.save_lab(lab)
         state.write_ssh_files(all_hosts)
         progress.step(f"down: done in {progress.elapsed():.1f}s")
