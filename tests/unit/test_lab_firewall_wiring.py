@@ -128,3 +128,36 @@ def test_enforcement_off_removes_the_envs_chains_and_says_so(emulated, monkeypat
     orchestrate.enforce_security_groups(ENV, discovery.discover(ENV, None), None, {"envs": {}})
     assert removed == ["primary"]
     assert "NOT enforced" in capsys.readouterr().err
+
+
+def test_firewall_report_lists_each_hosts_rules_and_drops(tmp_path, monkeypatch, capsys):
+    """`lab.py firewall`: one line per host; exit 1 when a host has no chains (not enforced)."""
+    from lab import state
+
+    monkeypatch.setenv("FMS_LAB_DIR", str(tmp_path))
+    state.save_hosts(
+        {
+            "kafka-1": {"name": "kafka-1", "env": "primary", "ip": "198.18.128.4"},
+            "collector-1": {"name": "collector-1", "env": "primary", "ip": "198.18.64.7"},
+        }
+    )
+    counts = {
+        "198.18.128.4": firewall.HostCounts("198.18.128.4", True, 9, 4, 12, 0),
+        "198.18.64.7": firewall.HostCounts("198.18.64.7", False, 0, 0, 0, 0),
+    }
+    monkeypatch.setattr(firewall, "counts", lambda env, ips, ns=firewall.HOST: {ip: counts[ip] for ip in ips})
+    assert orchestrate.print_firewall() == 1
+    out = capsys.readouterr().out
+    assert next(line for line in out.splitlines() if line.startswith("kafka-1")).split() == [
+        "kafka-1",
+        "primary",
+        "198.18.128.4",
+        "9",
+        "4",
+        "12",
+        "0",
+    ]
+    assert "NOT enforced on ['collector-1']" in out
+    assert orchestrate._fw_cell(counts["198.18.128.4"]) == "9/4"
+    assert orchestrate._fw_cell(counts["198.18.64.7"]) == "OFF"
+    assert orchestrate._fw_cell(None) == "-"
