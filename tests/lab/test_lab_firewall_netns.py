@@ -156,10 +156,19 @@ def wait_ready(proc: subprocess.Popen, timeout_s: float = 10) -> bool:
     return proc.stdout.readline().strip() == "ready"
 
 
+def _remove_namespaces_of_dead_runs() -> None:
+    """Namespaces a killed run of this test left (fmsfw-<pid>-*, that pid gone): deleted."""
+    for path in Path("/run/netns").glob("fmsfw-*"):
+        pid = path.name.split("-")[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            subprocess.run(["ip", "netns", "del", path.name], check=False, timeout=20)
+
+
 @pytest.fixture(scope="module")
 def stand_in_lab() -> Iterator[dict]:
     if os.geteuid() != 0:
         pytest.skip("network namespaces, bridges and iptables need root")
+    _remove_namespaces_of_dead_runs()
     made: list[str] = []
     servers: list[subprocess.Popen] = []
     try:
