@@ -21,7 +21,9 @@ Why this shape (AWS semantics on one Linux bridge, see lab.firewall for how it i
 A RETURN hands the packet back to FORWARD, where the lab's ACCEPT rules (lab.network) take
 it; every other outcome is DROP, as AWS drops (no reject). Gotos keep one verdict per
 packet: a bridged packet between two hosts passes its sender's egress and its receiver's
-ingress in one walk. Every rule carries the env's comment tag, so `iptables -S` says whose
+ingress in one walk. Between envs (DR <-> primary, routed from one bridge to the other) the
+sender's env checks its egress through the first hook, the receiver's env its ingress through
+the second. Every rule carries the env's comment tag, so `iptables -S` says whose
 it is and teardown can find the hooks.
 """
 
