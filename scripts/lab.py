@@ -6,6 +6,7 @@
   lab.py converge [--env primary|dr] [--playbook site|pipeline|rolling_restart|PATH] [ANSIBLE-ARGS...]
   lab.py testinfra [--env primary|dr] [PYTEST-ARGS...]
   lab.py status
+  lab.py firewall [--env primary|dr ...] [--apply]
   lab.py ssh HOST [command...]
 
 State lives in $FMS_LAB_DIR (default <repo>/.lab); caches in $FMS_CACHE_DIR.
@@ -63,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         "status", help="emulator, mirror, and every host: roles, IP, state, ssh, systemd, memory, URLs"
     )
 
+    p_fw = sub.add_parser(
+        "firewall", help="the security groups the lab enforces between hosts: rules and drops per host"
+    )
+    p_fw.add_argument("--env", action="append", choices=sorted(envs.ENVS), help="only this env (repeatable)")
+    p_fw.add_argument(
+        "--apply", action="store_true", help="read the groups from the emulator again and enforce them first"
+    )
+
     p_ssh = sub.add_parser("ssh", help="ssh to a lab host as root with the lab key")
     p_ssh.add_argument("host")
     p_ssh.add_argument("cmd", nargs=argparse.REMAINDER)
@@ -117,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         os.execvpe(cmd[0], cmd, env)
     if args.command == "status":
         return orchestrate.print_status()
+    if args.command == "firewall":
+        if args.apply:
+            for name in args.env or sorted(state.load_lab()["envs"]):
+                orchestrate.reapply_security_groups(name)
+        return orchestrate.print_firewall(args.env)
     if args.command == "ssh":
         if args.host not in {h["name"] for h in state.load_hosts().values()} | {
             h["ip"] for h in state.load_hosts().values()

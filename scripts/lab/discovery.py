@@ -30,6 +30,8 @@ class Instance:
     vpc_id: str
     env_tag: str
     public_ip: str | None = None  # the bastion's Elastic IP: how operators reach it from outside
+    # The instance's security groups (ids): the lab enforces them on its traffic (lab.firewall).
+    security_groups: tuple[str, ...] = ()
 
     @property
     def prefixlen(self) -> int:
@@ -116,6 +118,7 @@ def discover(env: Env, endpoint_url: str | None, project: str = "fms") -> Discov
                 vpc_id=inst["VpcId"],
                 env_tag=tags.get("Env", ""),
                 public_ip=inst.get("PublicIpAddress") or None,
+                security_groups=tuple(g["GroupId"] for g in inst.get("SecurityGroups", [])),
             )
         )
     problems += validate(env, result)
@@ -126,6 +129,19 @@ def discover(env: Env, endpoint_url: str | None, project: str = "fms") -> Discov
         )
     result.instances.sort(key=lambda i: ipaddress.ip_address(i.private_ip))
     return result
+
+
+def security_groups(env: Env, endpoint_url: str | None, group_ids: list[str]) -> list[dict]:
+    """DescribeSecurityGroups of the given groups, as the emulator (or AWS) reports them.
+
+    Why here: the same client and credentials as `discover`, so the firewall enforces the
+    groups of exactly the instances discovery found.
+    """
+    if not group_ids:
+        return []
+    ec2 = ec2_client(env.region, endpoint_url)
+    pages = ec2.get_paginator("describe_security_groups").paginate(GroupIds=sorted(set(group_ids)))
+    return [group for page in pages for group in page["SecurityGroups"]]
 
 
 def validate(env: Env, found: Discovery) -> list[str]:

@@ -15,6 +15,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
+from . import firewall
 from .envs import BRIDGE_PREFIX, LAB_RANGE, RULE_TAG_PREFIX, Env
 
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
@@ -111,7 +112,11 @@ def ensure_nat(env: Env) -> None:
 
 
 def teardown(env: Env) -> None:
-    """Remove the env's rules and bridge (idempotent; leftovers of a crashed run included)."""
+    """Remove the env's rules and bridge (idempotent; leftovers of a crashed run included).
+
+    The security-group chains go first (lab.firewall): they hang off the tagged hooks.
+    """
+    firewall.teardown(env)
     for table, rule in tagged_rules(env.rule_tag):
         words = shlex.split(rule)
         words[0] = "-D"

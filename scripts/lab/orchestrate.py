@@ -2,9 +2,9 @@
 
 up:   preflight -> emulator -> [artifact build, in the background] -> Terraform apply
       -> discovery (checked against Terraform's outputs) -> rootfs -> network -> hosts
-      -> artifact mirror served on the primary bridge
-down: hosts -> mirror (with the env that carries its address) -> network
-      -> emulator (when no env is left) -> ip_forward restored
+      -> security groups enforced (lab.firewall) -> artifact mirror served on the primary bridge
+down: hosts -> mirror (with the env that carries its address) -> network (its firewall chains first)
+      -> emulator (when no env is left) -> ip_forward and bridge netfilter restored
 
 Both are idempotent. `up` converges: a healthy host is kept, a stopped one is
 restarted from its own upper layer, a host whose instance is gone or changed is
@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from . import discovery, hosts, mirror, network, preflight, progress, rootfs, services, state
+from . import discovery, firewall, hosts, mirror, network, preflight, progress, rootfs, services, state
 from .envs import AUTO_PROFILE, ENVS, PROFILES, Env, pick_profile
 from .envs import env as get_env
 
@@ -282,9 +282,56 @@ def _up_hosts(
     network.ensure_nat(env)
 
     _converge_hosts(env, found, image, all_hosts)
+    # After every apply and on every `up`: the groups as Terraform left them, on the hosts as
+    # they run now (a restarted host's veth is looked up again).
+    enforce_security_groups(env, found, url, lab)
     env_hosts = {n: r for n, r in all_hosts.items() if r["env"] == env.name}
     _report_health(env_hosts)
     return env_hosts
+
+
+def enforce_security_groups(env: Env, found: discovery.Discovery, url: str, lab: dict[str, Any]) -> None:
+    """Read the instances' security groups from the emulator and enforce them between the hosts."""
+    if firewall.disabled():
+        progress.warn(
+            f"{firewall.DISABLE_ENV}=off: security groups are NOT enforced on {env.name}; "
+            "every host reaches every port of every other (unlike AWS)"
+        )
+        firewall.teardown(env)
+        return
+    no_group = [i.name for i in found.instances if not i.security_groups]
+    if no_group:
+        progress.warn(f"instances without a security group (all their traffic is dropped): {no_group}")
+    group_ids = sorted({g for i in found.instances for g in i.security_groups})
+    groups = discovery.security_groups(env, url, group_ids)
+    members = [(i.name, i.private_ip, i.security_groups) for i in found.instances]
+    veths = {i.name: firewall.host_veth(i.name) for i in found.instances}
+    planned = firewall.plan(groups, members, veths)
+    saved = lab.setdefault("saved_sysctls", {})
+    try:
+        ruleset, notes = firewall.enforce(env, planned.hosts, preflight.host_nameservers(), saved)
+    finally:
+        state.save_lab(lab)  # the sysctls' previous values, even if the rules were refused
+    rules = sum(len(specs) for specs in ruleset.chains.values())
+    progress.step(
+        f"firewall: {len(groups)} security groups enforced on {len(planned.hosts)} hosts of {env.name} "
+        f"({rules} rules in {firewall.sg_iptables.main_chain(env.name)}*; `lab.py firewall` shows them)"
+    )
+    for line in planned.notes:
+        progress.step(f"firewall: {line}")
+    for line in planned.warnings + notes:
+        progress.warn(f"firewall: {line}")
+
+
+def reapply_security_groups(env_name: str) -> None:
+    """`lab.py firewall --apply`: enforce the emulator's groups again (e.g. after a manual apply)."""
+    env = get_env(env_name)
+    with state.locked():
+        lab = state.load_lab()
+        if env.name not in lab["envs"] or not lab.get("emulator"):
+            raise SystemExit(f"the {env.name} env is not up (`lab.py up --env {env.name}`)")
+        url = lab["emulator"]["url"]
+        enforce_security_groups(env, discovery.discover(env, url), url, lab)
 
 
 def _check_against_outputs(env: Env, found: discovery.Discovery, tf_instances: dict[str, Any]) -> None:
@@ -491,6 +538,12 @@ def down(env_names: list[str] | None = None) -> None:
         if not lab["envs"]:
             _stop_emulator(lab)
             network.restore_ip_forward(lab)
+            saved = lab.pop("saved_sysctls", {})
+            others = network.lab_bridges()
+            if saved and others:  # another lab's hosts rely on it: leave it on (the kernel's default)
+                progress.step(f"firewall: bridge netfilter stays on for {', '.join(others)} (another lab)")
+            else:
+                firewall.restore_bridge_netfilter(saved)
         state.save_lab(lab)
         state.write_ssh_files(all_hosts)
         progress.step(f"down: done in {progress.elapsed():.1f}s")
@@ -571,7 +624,8 @@ def print_status() -> int:
     if not rows:
         print("no lab hosts (run `make lab`)")
         return 0
-    header = ("HOST", "ENV", "ROLES", "IP", "STATE", "SSH", "SYSTEMD", "MEM", "SERVICES")
+    fw = _firewall_counts(rows)
+    header = ("HOST", "ENV", "ROLES", "IP", "STATE", "SSH", "SYSTEMD", "MEM", "SG IN/OUT", "SERVICES")
     table = [header] + [
         (
             r["name"],
@@ -582,6 +636,7 @@ def print_status() -> int:
             r["ssh"],
             r["system"],
             f"{r['mem_mib']}M" if r["mem_mib"] is not None else "-",
+            _fw_cell(fw.get(r["ip"])),
             " ".join(r["services"]) or "-",
         )
         for r in rows
@@ -591,6 +646,62 @@ def print_status() -> int:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + str(row[-1]))
     bad = [r for r in rows if r["state"] != "running" or not r["ssh"].startswith("ok")]
     return 1 if bad else 0
+
+
+def _firewall_counts(rows: list[dict[str, Any]]) -> dict[str, firewall.HostCounts]:
+    """Per host IP, the security-group rules the lab enforces (empty when iptables cannot be read)."""
+    out: dict[str, firewall.HostCounts] = {}
+    for env_name in sorted({r["env"] for r in rows}):
+        try:
+            out.update(firewall.counts(get_env(env_name), [r["ip"] for r in rows if r["env"] == env_name]))
+        except (firewall.FirewallError, OSError, SystemExit):
+            continue  # not root, or no iptables: the column says "-"
+    return out
+
+
+def _fw_cell(c: firewall.HostCounts | None) -> str:
+    """Allow rules as "in/out"; "OFF" when the host has no chains (nothing enforced)."""
+    if c is None:
+        return "-"
+    return f"{c.ingress_rules}/{c.egress_rules}" if c.enforced else "OFF"
+
+
+def print_firewall(env_names: list[str] | None = None) -> int:
+    """`lab.py firewall`: per host, the allow rules in force and what their default deny dropped."""
+    all_hosts = sorted(state.load_hosts().values(), key=lambda r: (r["env"], ipaddress.ip_address(r["ip"])))
+    names = env_names or sorted({r["env"] for r in all_hosts})
+    header = ("HOST", "ENV", "IP", "INGRESS RULES", "EGRESS RULES", "DROPPED IN", "DROPPED OUT")
+    table: list[tuple[str, ...]] = [header]
+    off = []
+    for env_name in names:
+        env = get_env(env_name)
+        recs = [r for r in all_hosts if r["env"] == env.name]
+        try:
+            counts = firewall.counts(env, [r["ip"] for r in recs])
+        except (firewall.FirewallError, OSError) as exc:
+            print(f"cannot read the lab's iptables rules (root needed): {exc}")
+            return 2
+        for r in recs:
+            c = counts[r["ip"]]
+            if not c.enforced:
+                off.append(r["name"])
+            table.append(
+                (r["name"], env.name, r["ip"], str(c.ingress_rules), str(c.egress_rules),
+                 str(c.dropped_in), str(c.dropped_out))
+            )  # fmt: skip
+    if len(table) == 1:
+        print("no lab hosts (run `make lab`)")
+        return 0
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print(
+        "rules: allow rules of the host's security groups (FMS-SG-<env>-I/E<ip> chains, `iptables -S`); "
+        "dropped: packets of new flows its default deny dropped"
+    )
+    if off:
+        print(f"NOT enforced on {off}: run `lab.py firewall --apply` (or `lab.py up`)")
+    return 1 if off else 0
 
 
 def print_next_steps(env_name: str) -> None:

@@ -6,9 +6,10 @@ import ipaddress
 import os
 import shutil
 import socket
+import subprocess
 from pathlib import Path
 
-from . import network
+from . import firewall, network
 from .envs import LAB_RANGE, Env, Profile
 
 # binary -> Debian package that provides it
@@ -16,6 +17,8 @@ TOOLS = {
     "systemd-nspawn": "systemd-container",
     "debootstrap": "debootstrap",
     "iptables": "iptables",
+    "iptables-restore": "iptables",
+    "ip6tables": "iptables",
     "ip": "iproute2",
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
@@ -60,7 +63,24 @@ def check_kernel() -> list[str]:
         )
     if not Path("/sys/fs/cgroup").is_dir() or not any(Path("/sys/fs/cgroup").iterdir()):
         problems.append("no cgroup filesystem is mounted on /sys/fs/cgroup; systemd in the hosts needs it")
+    problems += check_bridge_netfilter()
     return problems
+
+
+def check_bridge_netfilter() -> list[str]:
+    """The lab enforces security groups on bridged traffic through iptables (lab.firewall)."""
+    if firewall.disabled():
+        return []
+    key = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+    if not key.exists() and shutil.which("modprobe"):
+        subprocess.run(["modprobe", "br_netfilter"], capture_output=True, check=False, timeout=30)
+    if not key.exists():
+        return [
+            "the kernel has no bridge netfilter (CONFIG_BRIDGE_NETFILTER; `modprobe br_netfilter` failed): "
+            "the lab cannot enforce the security groups between hosts "
+            f"({firewall.DISABLE_ENV}=off runs the lab without them, unlike AWS)"
+        ]
+    return []
 
 
 def mem_available_mib() -> int:

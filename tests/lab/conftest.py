@@ -5,7 +5,8 @@ Terraform stack, with the artifact mirror, once per session in its own
 FMS_LAB_DIR; `test_down_leaves_nothing` tears it down and asserts nothing is
 left. Test order: tests without hosts first (fast feedback on a machine that
 cannot run the lab), then the ones on bare lab hosts, then site.yml and
-testinfra (test_lab_converge.py), bad input injected into the running pipeline
+testinfra (test_lab_converge.py), the security groups between the converged hosts
+(test_lab_security_groups.py), bad input injected into the running pipeline
 (test_lab_bad_input.py), the pipeline end to end (test_lab_pipeline.py: its conservation audit
 also covers every record the bad-input module injected), the alert drills (test_lab_alerts.py),
 then the teardown test.
@@ -39,6 +40,7 @@ TEARDOWN_TESTS = ("test_down_leaves_nothing",)
 # Run on the converged lab, in this order.
 CONVERGE_MODULES = (
     "test_lab_converge.py",
+    "test_lab_security_groups.py",
     "test_lab_bad_input.py",
     "test_lab_pipeline.py",
     "test_lab_bench.py",

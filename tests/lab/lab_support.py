@@ -66,6 +66,42 @@ def first_in_group(group: str, env: str = "primary") -> str:
     return outputs(env)["inventory_groups"][group][0]
 
 
+def security_group_of_host(name: str, env: str = "primary") -> str:
+    """The platform contract's security group of a lab host (from its inventory groups)."""
+    from fmsops.platform_contract import load
+
+    contract = load()
+    groups = {g for g, names in outputs(env)["inventory_groups"].items() if name in names}
+    sgs = {contract.security_group_of(g) for g in groups}
+    assert len(sgs) == 1, f"{name}: inventory groups {groups} span security groups {sgs}"
+    return sgs.pop()
+
+
+def contract_allows(src: str, dst: str, port: int, env: str = "primary") -> bool:
+    """Whether platform.yml opens TCP `port` on host `dst` to host `src` (both of the same env).
+
+    Egress needs no check here: every group may send anything inside its VPC (the security
+    module's egress rule); the receiver's ingress decides.
+    """
+    from fmsops.platform_contract import load
+
+    src_sg, dst_sg = security_group_of_host(src, env), security_group_of_host(dst, env)
+    return any(
+        r.to == dst_sg and r.source == src_sg and r.protocol == "tcp" and r.from_port <= port <= r.to_port
+        for r in load().rules()
+    )
+
+
+def tcp_from(name: str, ip: str, port: int, timeout_s: float = 3) -> str:
+    """From lab host `name`, connect to ip:port: "open", "dropped" (no answer: a security group
+    dropped it) or "refused" (a RST: nothing listens). bash's /dev/tcp, bounded by `timeout`."""
+    cmd = f"timeout {timeout_s:g} bash -c 'exec 3<>/dev/tcp/{ip}/{port}' 2>/dev/null; echo rc=$?"
+    res = host_ssh(name, cmd, timeout_s=timeout_s + 60)
+    assert res.returncode == 0 and "rc=" in res.stdout, f"{name}: {res.stdout}{res.stderr}"
+    rc = int(res.stdout.rsplit("rc=", 1)[1].split()[0])
+    return {0: "open", 124: "dropped"}.get(rc, "refused")
+
+
 def subnet_cidrs(out: dict[str, Any]) -> list[str]:
     return sorted(c for tier in out["subnet_cidrs"].values() for c in tier)
 

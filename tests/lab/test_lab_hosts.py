@@ -12,10 +12,12 @@ import json
 import shlex
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from lab import hosts, mirror, network, orchestrate, state
+from fmsops.platform_contract import load as load_contract
+from lab import firewall, hosts, mirror, network, orchestrate, state
 from lab.envs import BRIDGE_PREFIX, RULE_TAG_PREFIX
 from lab_support import (
     ALL_GROUPS,
@@ -23,15 +25,21 @@ from lab_support import (
     PROFILE,
     REPO,
     cli_env,
+    contract_allows,
     emulator_env,
     first_in_group,
     lab_cli,
     outputs,
     subnet_cidrs,
+    tcp_from,
     venv_tool,
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+SSH_PORT = load_contract().port("ssh")
+NODE_EXPORTER_PORT = load_contract().port("node_exporter")
+KAFKA_CLIENT_PORT = load_contract().port("kafka_client")
 
 
 def ssh(rec_or_ip, command: str, timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
@@ -82,53 +90,68 @@ def test_systemd_is_running_or_degraded_only_by_explained_units(lab):
         assert not unexplained, f"{name}: failed units without an explanation: {unexplained}"
 
 
-def ssh_banner_from(rec, ip: str) -> subprocess.CompletedProcess[str]:
-    """Open a TCP connection from a host to ip:22 and read the ssh banner (bounded by a 5 s timeout)."""
-    probe = (
-        'python3 -c "import socket,sys; s=socket.create_connection((sys.argv[1], 22), timeout=5); '
-        f'print(s.recv(64).decode().strip())" {ip}'
-    )
-    return ssh(rec, probe)
-
-
-def test_hosts_reach_each_other_over_tcp(lab):
-    """Every host opens a TCP connection to every other host's sshd (one ssh session per host)."""
+def test_hosts_reach_each_others_sshd_exactly_where_the_groups_allow(lab):
+    """Every host tries every other host's sshd (concurrently, 3 s each): it is open where
+    platform.yml opens SSH (from the bastion), dropped everywhere else - enforced by the lab
+    machine, not by the hosts (a bare host has no firewall of its own)."""
     probe = (
         "import socket,sys\n"
-        "for ip in sys.argv[1:]:\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "def one(ip):\n"
         "    try:\n"
-        "        s = socket.create_connection((ip, 22), timeout=5)\n"
-        "        print(ip, s.recv(64).decode().strip()); s.close()\n"
+        "        s = socket.create_connection((ip, int(sys.argv[1])), timeout=3)\n"
+        "        return ip, 'open ' + s.recv(64).decode().strip()\n"
+        "    except TimeoutError:\n"
+        "        return ip, 'dropped'\n"
         "    except OSError as e:\n"
-        "        print(ip, 'FAILED', e)\n"
+        "        return ip, f'failed {e}'\n"
+        "with ThreadPoolExecutor(16) as pool:\n"
+        "    for ip, result in pool.map(one, sys.argv[2:]):\n"
+        "        print(ip, result)\n"
     )
+    names = {rec["ip"]: name for name, rec in lab.items()}
+    wrong = {}
     for a in lab.values():
         others = [b["ip"] for b in lab.values() if b is not a]
-        res = ssh(a, f"python3 -c {shlex.quote(probe)} {' '.join(others)}", timeout_s=60)
+        res = ssh(a, f"python3 -c {shlex.quote(probe)} {SSH_PORT} {' '.join(others)}", timeout_s=60)
         assert res.returncode == 0, res
         got = dict(line.split(" ", 1) for line in res.stdout.splitlines())
         assert set(got) == set(others), res.stdout
-        bad = {ip: v for ip, v in got.items() if not v.startswith("SSH-2.0")}
-        assert not bad, f"{a['name']} cannot reach {bad}"
+        for ip, result in got.items():
+            want = "open SSH-2.0" if contract_allows(a["name"], names[ip], SSH_PORT) else "dropped"
+            if not result.startswith(want):
+                wrong[f"{a['name']} -> {names[ip]}"] = f"{result} (want {want})"
+    assert not wrong, wrong
 
 
-def test_a_service_unit_on_one_host_serves_the_others(lab):
-    server, *clients = sorted(lab.values(), key=lambda r: r["name"])
+def test_a_service_unit_on_one_host_serves_who_the_groups_allow(lab):
+    """A unit on a broker serves HTTP on the node_exporter port (nothing else listens there on a
+    bare host): the monitoring host gets the page, every other host's SYN is dropped."""
+    server = lab[first_in_group("kafka")]
     start = ssh(
         server,
         "systemd-run --unit=lab-probe-http -p RuntimeMaxSec=120 "
-        f"python3 -m http.server 8080 --bind {server['ip']} --directory /etc",
+        f"python3 -m http.server {NODE_EXPORTER_PORT} --bind {server['ip']} --directory /etc",
     )
     assert start.returncode == 0, start.stderr
+    url = f"http://{server['ip']}:{NODE_EXPORTER_PORT}/hostname"
     try:
-        for client in clients:
+        clients = [c for c in lab.values() if c is not server]
+        allowed = [c for c in clients if contract_allows(c["name"], server["name"], NODE_EXPORTER_PORT)]
+        assert allowed, "platform.yml opens node_exporter to monitoring; the lab has a monitoring host"
+        for client in allowed:
             res = None
             for _ in range(20):  # bounded: the server needs a moment to bind
-                res = ssh(client, f"curl -sS --max-time 5 http://{server['ip']}:8080/hostname")
+                res = ssh(client, f"curl -sS --max-time 5 {url}")
                 if res.returncode == 0:
                     break
                 time.sleep(0.5)
             assert res is not None and res.stdout.strip() == server["name"], res
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            denied = [c for c in clients if c not in allowed]
+            results = pool.map(lambda c: ssh(c, f"curl -sS --max-time 3 {url}").returncode, denied)
+            got = dict(zip([c["name"] for c in denied], results, strict=True))
+        assert set(got.values()) == {28}, f"curl exit codes (28 = timed out, i.e. dropped): {got}"
     finally:
         ssh(server, "systemctl stop lab-probe-http")
 
@@ -317,9 +340,21 @@ def test_dr_env_runs_beside_primary_on_its_own_bridge(lab, dr_applied):
         assert ipaddress.ip_address(rec["ip"]) in ipaddress.ip_network("198.19.0.0/16")
     dr_host = dr[outputs("dr")["inventory_groups"]["kafka"][0]]
     primary_host = lab[first_in_group("kafka")]
-    # The DR drill needs the regions to reach each other (replication), without NAT between them.
-    res = ssh_banner_from(dr_host, primary_host["ip"])
-    assert res.returncode == 0 and res.stdout.startswith("SSH-2.0"), res
+    # The DR drill needs the regions to reach each other (MirrorMaker on Kafka's client port),
+    # without NAT between them, and only there: the peer CIDR is opened on that port alone.
+    start = ssh(
+        primary_host,
+        "systemd-run --unit=lab-probe-peer -p RuntimeMaxSec=120 "
+        f"python3 -m http.server {KAFKA_CLIENT_PORT} --bind {primary_host['ip']} --directory /etc",
+    )
+    assert start.returncode == 0, start.stderr
+    try:
+        url = f"http://{primary_host['ip']}:{KAFKA_CLIENT_PORT}/hostname"
+        res = ssh(dr_host, f"for i in $(seq 20); do curl -sS --max-time 5 {url} && break; sleep 0.5; done")
+        assert res.stdout.strip() == primary_host["name"], res
+    finally:
+        ssh(primary_host, "systemctl stop lab-probe-peer")
+    assert tcp_from(dr_host["name"], primary_host["ip"], SSH_PORT) == "dropped"
     # DR hosts download from the same mirror (it listens on the primary bridge).
     url = mirror.configured().url
     res = ssh(dr_host, f"curl -fsS -o /dev/null -w '%{{http_code}}' --max-time 10 {url}/apache/")
@@ -342,6 +377,7 @@ def test_down_leaves_nothing(lab, lab_dir: Path):
     emu = state.load_lab()["emulator"]
     mirror_rec = state.load_lab()["mirror"]
     saved_forward = state.load_lab()["saved_ip_forward"]
+    saved_sysctls = state.load_lab().get("saved_sysctls", {})
     print(f"\nidle host memory (MiB, rss+shmem): {_memory_report(state.load_hosts())}")
     res = subprocess.run(
         [*lab_cli(), "down"], env=cli_env(lab_dir), text=True, capture_output=True, timeout=300
@@ -355,6 +391,9 @@ def test_down_leaves_nothing(lab, lab_dir: Path):
     veths = [n for n in names if hosts.host_veth_exists(n)]
     assert not veths, f"host-side veths left: {veths}"
     assert not network.tagged_rules(), "iptables rules left"
+    assert not firewall.leftovers(), f"security-group chains or IPv6 rules left: {firewall.leftovers()}"
+    for key, value in saved_sysctls.items():  # bridge netfilter as it was before the lab set it
+        assert firewall.HOST.read_sysctl(key) == value, key
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(lab_dir) not in mounts, "overlay mounts left"
     assert hosts.proc_start_time(emu["pid"]) is None, "moto_server left running"
