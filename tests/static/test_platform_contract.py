@@ -82,7 +82,8 @@ LISTENERS = (
     _listener("hdfs_namenode_rpc_port", "hdfs_namenode", "hdfs spark"),
     _listener("hdfs_namenode_http_port", "hdfs_namenode", "bastion hdfs monitoring"),
     _listener("hdfs_datanode_port", "hdfs_datanode", "hdfs spark"),
-    _listener("hdfs_datanode_ipc_port", "hdfs_datanode", "hdfs"),
+    # IPC: DataNodes among themselves, and HDFS clients asking the length of a block being written
+    _listener("hdfs_datanode_ipc_port", "hdfs_datanode", "hdfs spark"),
     _listener("hdfs_datanode_http_port", "hdfs_datanode", "bastion"),
     _listener("hdfs_namenode_jmx_exporter_port", "hdfs_namenode", "monitoring"),
     _listener("hdfs_datanode_jmx_exporter_port", "hdfs_datanode", "monitoring"),
