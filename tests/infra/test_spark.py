@@ -1,4 +1,5 @@
-"""Spark standalone: master and workers per node, then the cluster (workers registered, SparkPi)."""
+"""Spark standalone: master and workers per node, then the cluster (workers registered, SparkPi,
+web UIs without kill links and with ACLs, still readable where the platform reads them)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 
 import pytest
 from fmsops.platform_contract import load as load_platform
-from infra_helpers import listening, run
+from infra_helpers import http, listening, run
 
 # Ports from the platform contract (platform.yml), the ones the roles configure.
 PORT = load_platform().port
@@ -89,6 +90,23 @@ def test_authentication_configured(platform, spark_worker_node):
     assert defaults["spark.eventLog.dir"].startswith("hdfs://")
 
 
+def _assert_ui_security(defaults: dict[str, str]) -> None:
+    """No kill links, ACLs on; the platform's user (daemons and pipeline drivers run as spark) is admin."""
+    assert defaults["spark.ui.killEnabled"] == "false"
+    assert defaults["spark.acls.enable"] == "true"
+    assert defaults["spark.history.ui.acls.enable"] == "true"
+    assert "spark" in defaults["spark.admin.acls"].split(",")
+    assert "spark" in defaults["spark.history.ui.admin.acls"].split(",")
+
+
+def test_ui_acls_on_and_kill_links_off_on_master(platform, spark_master_node):
+    _assert_ui_security(_defaults(platform.host(spark_master_node)))
+
+
+def test_ui_acls_on_and_kill_links_off_on_worker(platform, spark_worker_node):
+    _assert_ui_security(_defaults(platform.host(spark_worker_node)))
+
+
 def test_connector_jars_installed(platform, spark_worker_node):
     host = platform.host(spark_worker_node)
     listing = host.check_output("ls /opt/spark/jars")
@@ -117,6 +135,38 @@ def test_workers_registered(platform):
     alive = {w["host"] for w in state["workers"] if w["state"] == "ALIVE"}
     assert state["status"] == "ALIVE"
     assert alive == {platform.node_name(w) for w in platform.members("spark_worker")}
+
+
+def test_master_and_history_uis_readable_without_kill_links(platform):
+    """The master page lists the running applications (the stream) without kill forms; the master's
+    /json (cluster gate, rolling restart) and the history server's REST API answer without a user."""
+    host = _master(platform)
+    status, page = http(host, f"http://127.0.0.1:{PORT('spark_master_ui')}/")
+    assert status == 200, page[:300]
+    assert "app/kill" not in page and "driver/kill" not in page
+    status, body = http(host, f"http://127.0.0.1:{PORT('spark_master_ui')}/json/")
+    assert status == 200 and json.loads(body)["status"] == "ALIVE"
+    status, body = http(host, f"http://127.0.0.1:{PORT('spark_history_ui')}/api/v1/applications?limit=1")
+    assert status == 200, body[:300]
+
+
+def test_running_driver_has_acls_and_no_kill_links(platform):
+    """The streaming job's driver (first port of spark_driver_ui) took the settings from
+    /etc/spark/spark-defaults.conf, and its REST API stays readable."""
+    host = _master(platform)
+    port = PORT("spark_driver_ui")
+    if not listening(host, port):
+        pytest.skip(f"no driver UI on port {port} (the streaming job is checked in test_pipeline.py)")
+    base = f"http://127.0.0.1:{port}/api/v1/applications"
+    status, body = http(host, base)
+    assert status == 200, body[:300]
+    app_id = json.loads(body)[0]["id"]
+    status, body = http(host, f"{base}/{app_id}/environment")
+    assert status == 200, body[:300]
+    props = dict(json.loads(body)["sparkProperties"])
+    assert props["spark.ui.killEnabled"] == "false"
+    assert props["spark.acls.enable"] == "true"
+    assert "spark" in props["spark.admin.acls"].split(",")
 
 
 @pytest.mark.slow

@@ -63,6 +63,11 @@ CASES = {
         None,
         "Use your office or VPN range",
     ),
+    "emr_without_in_transit_certificates": (
+        {"enable_emr": "true"},
+        None,
+        "set in_transit_certificate_zip (env root: emr_in_transit_certificate_zip)",
+    ),
 }
 
 

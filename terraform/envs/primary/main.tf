@@ -33,7 +33,9 @@ module "network" {
   single_nat_gateway      = var.single_nat_gateway
   flow_log_retention_days = var.flow_log_retention_days
   kms_key_arn             = module.kms.key_arn
-  tags                    = local.tags
+  # EMR launches into private[0]: its v2 service policy requires the tag there.
+  subnet_tier_tags = var.enable_emr ? { private = module.emr.managed_policy_tags } : {}
+  tags             = local.tags
 }
 
 module "security" {
@@ -97,5 +99,7 @@ module "emr" {
   core_instance_count = var.emr_core_instance_count
   log_bucket          = module.storage.access_log_bucket
   kms_key_arn         = module.kms.key_arn
-  tags                = local.tags
+  # In-transit TLS (Spark, Hadoop) with these PEM certificates; required with enable_emr.
+  in_transit_certificate_zip = var.emr_in_transit_certificate_zip
+  tags                       = local.tags
 }

@@ -199,6 +199,12 @@ variable "emr_core_instance_count" {
   default     = 3
 }
 
+variable "emr_in_transit_certificate_zip" {
+  description = "With enable_emr: S3 URL (s3://bucket/key.zip) of the PEM certificates for EMR's in-transit encryption (privateKey.pem, certificateChain.pem, trustedCertificates.pem; see modules/emr in_transit_certificate_zip and the README)."
+  type        = string
+  default     = null
+}
+
 variable "aws_endpoint_url" {
   description = "Send every AWS API call to this endpoint (the lab's AWS emulator). null for real AWS."
   type        = string

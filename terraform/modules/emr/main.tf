@@ -1,5 +1,16 @@
 locals {
   count = var.enabled ? 1 : 0
+
+  # AmazonEMRServicePolicy_v2 lets EMR launch instances and network interfaces
+  # only into subnets and security groups carrying this tag, and manage only
+  # resources carrying it; EMR copies it from the cluster to what it creates.
+  # Resources EMR uses but does not create need it too: the security groups
+  # below, and the cluster's subnet (the env root tags the private tier with
+  # output.managed_policy_tags when EMR is on).
+  managed_policy_tags = { "for-use-with-amazon-emr-managed-policies" = "true" }
+
+  # s3://bucket/key.zip -> arn:...:s3:::bucket/key.zip (null when not set)
+  certificate_object_arn = var.in_transit_certificate_zip == null ? null : "arn:${data.aws_partition.current.partition}:s3:::${trimprefix(var.in_transit_certificate_zip, "s3://")}"
 }
 
 data "aws_partition" "current" {}
@@ -37,6 +48,30 @@ resource "aws_iam_role_policy_attachment" "service" {
   policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"
 }
 
+# AmazonEMRServicePolicy_v2 may pass only a role named EMR_EC2_DefaultRole to
+# EC2; this cluster's instance role has the stack's name, so the service role
+# gets the right to pass exactly that role (without it RunInstances is denied
+# and the cluster fails with "insufficient EC2 permissions").
+data "aws_iam_policy_document" "service_pass_instance_role" {
+  count = local.count
+  statement {
+    actions   = ["iam:PassRole"]
+    resources = [aws_iam_role.instance[0].arn]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "service_pass_instance_role" {
+  count  = local.count
+  name   = "pass-emr-instance-role"
+  role   = aws_iam_role.service[0].id
+  policy = data.aws_iam_policy_document.service_pass_instance_role[0].json
+}
+
 resource "aws_iam_role" "instance" {
   count              = local.count
   name               = "${var.name}-emr-instance"
@@ -52,6 +87,14 @@ data "aws_iam_policy_document" "instance_logs" {
   statement {
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [var.kms_key_arn]
+  }
+  # Every node fetches the in-transit TLS certificates with its instance profile.
+  dynamic "statement" {
+    for_each = local.certificate_object_arn == null ? [] : [local.certificate_object_arn]
+    content {
+      actions   = ["s3:GetObject"]
+      resources = [statement.value]
+    }
   }
 }
 
@@ -77,7 +120,7 @@ resource "aws_security_group" "primary" {
   description            = "EMR primary node (rules managed by EMR)"
   vpc_id                 = var.vpc_id
   revoke_rules_on_delete = true
-  tags                   = var.tags
+  tags                   = merge(var.tags, local.managed_policy_tags)
 }
 
 resource "aws_security_group" "core" {
@@ -87,7 +130,7 @@ resource "aws_security_group" "core" {
   description            = "EMR core nodes (rules managed by EMR)"
   vpc_id                 = var.vpc_id
   revoke_rules_on_delete = true
-  tags                   = var.tags
+  tags                   = merge(var.tags, local.managed_policy_tags)
 }
 
 resource "aws_security_group" "service_access" {
@@ -97,7 +140,7 @@ resource "aws_security_group" "service_access" {
   description            = "EMR service access for clusters in private subnets (rules managed by EMR)"
   vpc_id                 = var.vpc_id
   revoke_rules_on_delete = true
-  tags                   = var.tags
+  tags                   = merge(var.tags, local.managed_policy_tags)
 }
 
 resource "aws_emr_security_configuration" "this" {
@@ -106,7 +149,15 @@ resource "aws_emr_security_configuration" "this" {
   configuration = jsonencode({
     EncryptionConfiguration = {
       EnableAtRestEncryption    = true
-      EnableInTransitEncryption = false
+      EnableInTransitEncryption = true
+      # EMR turns on the open-source components' own in-transit encryption
+      # (Hadoop, Spark, ...) with the PEM files every node fetches from S3.
+      InTransitEncryptionConfiguration = {
+        TLSCertificateConfiguration = {
+          CertificateProviderType = "PEM"
+          S3Object                = var.in_transit_certificate_zip
+        }
+      }
       AtRestEncryptionConfiguration = {
         S3EncryptionConfiguration = {
           EncryptionMode = "SSE-KMS"
@@ -166,5 +217,9 @@ resource "aws_emr_cluster" "this" {
     { Classification = "spark-defaults", Properties = { "spark.authenticate" = "true", "spark.sql.parquet.compression.codec" = "snappy" } },
   ])
 
-  tags = merge(var.tags, { Role = "emr" })
+  # EMR propagates the managed-policy tag to the instances, volumes and
+  # network interfaces it creates; AmazonEMRServicePolicy_v2 requires it there.
+  tags = merge(var.tags, local.managed_policy_tags, { Role = "emr" })
+
+  depends_on = [aws_iam_role_policy.service_pass_instance_role]
 }

@@ -12,3 +12,8 @@ output "security_configuration" {
   description = "Name of the EMR security configuration (null when disabled)."
   value       = try(aws_emr_security_configuration.this[0].name, null)
 }
+
+output "managed_policy_tags" {
+  description = "Tag AmazonEMRServicePolicy_v2 requires on resources EMR uses but does not create (put it on the cluster's subnet)."
+  value       = local.managed_policy_tags
+}

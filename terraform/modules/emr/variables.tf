@@ -66,3 +66,27 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "in_transit_certificate_zip" {
+  description = <<-EOT
+    S3 URL (s3://bucket/key.zip) of the PEM files EMR's in-transit encryption uses,
+    required with enabled = true. The zip holds privateKey.pem, certificateChain.pem
+    and trustedCertificates.pem (the CA: the certificate is not from a public CA).
+    Sign a wildcard certificate for the nodes' private DNS names
+    (*.<region>.compute.internal) with the site CA Ansible keeps in
+    ansible/secrets/<site>/pki/, so the platform's clients and the cluster trust each
+    other. Keep the object in a private bucket, encrypted with SSE-S3 or the
+    stack's KMS key (kms_key_arn): the instance role gets s3:GetObject on exactly
+    this object and can decrypt with that key only.
+  EOT
+  type        = string
+  default     = null
+  validation {
+    condition     = var.in_transit_certificate_zip == null || can(regex("^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+\\.zip$", var.in_transit_certificate_zip))
+    error_message = "in_transit_certificate_zip must be an S3 URL of a zip file: s3://bucket/path/certs.zip."
+  }
+  validation {
+    condition     = !var.enabled || var.in_transit_certificate_zip != null
+    error_message = "EMR encrypts traffic in transit: set in_transit_certificate_zip (env root: emr_in_transit_certificate_zip) to the S3 URL of the certificate zip."
+  }
+}

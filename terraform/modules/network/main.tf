@@ -38,7 +38,7 @@ resource "aws_subnet" "this" {
   vpc_id            = aws_vpc.this.id
   cidr_block        = each.value.cidr
   availability_zone = each.value.az
-  tags = merge(var.tags, {
+  tags = merge(var.tags, lookup(var.subnet_tier_tags, each.value.tier, {}), {
     Name = "${var.name}-${each.key}"
     Tier = each.value.tier
   })

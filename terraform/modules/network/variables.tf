@@ -92,3 +92,13 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "subnet_tier_tags" {
+  description = "Extra tags for the subnets of one tier (public, private, data), e.g. the tag EMR's v2 managed policies require on the subnet a cluster launches in."
+  type        = map(map(string))
+  default     = {}
+  validation {
+    condition     = alltrue([for tier in keys(var.subnet_tier_tags) : contains(["public", "private", "data"], tier)])
+    error_message = "subnet_tier_tags keys must be subnet tiers: public, private or data."
+  }
+}

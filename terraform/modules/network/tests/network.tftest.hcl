@@ -108,3 +108,26 @@ run "rejects_host_bits_in_vpc_cidr" {
   }
   expect_failures = [var.vpc_cidr]
 }
+
+run "tier_tags_reach_only_their_tier" {
+  command = plan
+  variables {
+    subnet_tier_tags = { private = { "for-use-with-amazon-emr-managed-policies" = "true" } }
+  }
+  assert {
+    condition     = alltrue([for i in range(3) : aws_subnet.this["private-${i}"].tags["for-use-with-amazon-emr-managed-policies"] == "true"])
+    error_message = "Every private subnet carries the tier's extra tags."
+  }
+  assert {
+    condition     = alltrue([for i in range(3) : !contains(keys(aws_subnet.this["data-${i}"].tags), "for-use-with-amazon-emr-managed-policies") && !contains(keys(aws_subnet.this["public-${i}"].tags), "for-use-with-amazon-emr-managed-policies")])
+    error_message = "Other tiers do not get them."
+  }
+}
+
+run "rejects_unknown_tier_in_tier_tags" {
+  command = plan
+  variables {
+    subnet_tier_tags = { dmz = { a = "b" } }
+  }
+  expect_failures = [var.subnet_tier_tags]
+}
