@@ -100,6 +100,8 @@ LISTENERS = (
     _listener("fms_pipeline_stream_driver_port", "spark_master", "spark", span=1),
     _listener("fms_pipeline_hourly_driver_port", "spark_master", "spark", span=1),
     _listener("fms_pipeline_archive_driver_port", "spark_master", "spark", span=3),
+    # any other driver (spark-defaults.conf), on any Spark host: its RPC and block manager
+    _listener("spark_submit_driver_port", "spark_master spark_worker", "spark", span=1),
     _listener(
         "fms_pipeline_executor_block_manager_port",
         "spark_master spark_worker",
