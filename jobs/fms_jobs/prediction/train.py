@@ -197,7 +197,8 @@ def train(
         say(f"  threshold {t:.2f}: alarm precision {a['precision']:.3f} recall {a['recall']:.3f}")
     choice = pick_threshold(points, params.target_precision)
     say(
-        f"threshold {choice.threshold:.3f}: alarm precision {choice.precision:.3f}, recall {choice.recall:.3f}"
+        f"threshold {choice.threshold:.3f}: alarm precision"
+        f" {choice.precision:.3f}, recall {choice.recall:.3f}"
     )
     val_warn = val_scored.withColumn(WARN, warning(choice.threshold))
     report = {
