@@ -42,6 +42,7 @@ class TrainParams:
     negative_fraction: float = 0.2
     clear_min: float = 15.0  # an alarm ends after this long without a warning
     smooth_min: float = 2.0  # a warning needs the risk averaged over this long above the threshold
+    threshold_grid: tuple[float, ...] = THRESHOLD_GRID  # candidates for the alarm threshold
     max_iter: int = 40
     max_depth: int = 5
     step_size: float = 0.2
@@ -185,7 +186,7 @@ def train(
     say(f"fitted in {time.monotonic() - t0:.0f} s")
     val_scored = score(pipeline, val_part, spec, params).cache()
     points = []
-    for t in THRESHOLD_GRID:
+    for t in params.threshold_grid:
         a = alarm_metrics(
             val_scored.withColumn(WARN, warning(t)),
             WARN,
@@ -242,7 +243,7 @@ def load(spark: SparkSession, version_dir: str) -> TrainedModel:
         meta["version"],
         PipelineModel.load(f"{base}/model"),
         FeatureSpec.from_json(meta["feature_spec"]),
-        TrainParams(**meta["params"]),
+        TrainParams(**{**meta["params"], "threshold_grid": tuple(meta["params"]["threshold_grid"])}),
         ThresholdChoice(**t),
         meta.get("report", {}),
     )
