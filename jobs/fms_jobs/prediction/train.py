@@ -138,12 +138,13 @@ def score(
     from pyspark.sql import functions as F
 
     C = F.col
-    scored = pipeline.transform(df.where(C(SCORABLE)))
-    risk = probability_of_failure(C("probability"))
-    keep = [c for c in df.columns]
-    out = scored.select(*keep, risk.alias(FAILURE_RISK))
-    rest = df.where(~C(SCORABLE)).select(*keep, F.lit(None).cast("double").alias(FAILURE_RISK))
-    out = out.unionByName(rest)
+    # Every row goes through the model and the risk is kept for the scorable ones: a filter on
+    # `scorable` would be pushed down into the feature projections and inline them all again.
+    assembler = pipeline.stages[0]
+    assembler.setHandleInvalid("keep")  # NaN for the features a non-scorable row lacks
+    scored = pipeline.transform(df)
+    risk = F.when(C(SCORABLE), probability_of_failure(C("probability")))
+    out = scored.select(*df.columns, risk.alias(FAILURE_RISK))
     recent = Window.partitionBy(DEVICE).orderBy(TS).rowsBetween(1 - spec.rows(params.smooth_min), 0)
     out = out.withColumn(ALARM_RISK, F.when(C(SCORABLE), F.avg(C(FAILURE_RISK)).over(recent)))
     if threshold is not None:
