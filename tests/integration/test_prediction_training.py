@@ -4,7 +4,9 @@ A small fleet (6 devices, 12 hours, many failures) from the real simulator is
 written as processed Parquet; the training job's code (what ``python -m
 fms_jobs.prediction train`` runs) trains on it and writes
 ``<out>/<version>/{model,model.json}``; the model is loaded back and scores a
-held-out fleet of other devices. About a minute on two busy cores.
+held-out fleet of other devices, and the plain-Python scorer the closed-loop drill
+uses (:mod:`fms_jobs.prediction.online`) gives the same risks. About a minute on
+two busy cores.
 """
 
 from __future__ import annotations
@@ -83,4 +85,23 @@ def test_training_job_writes_a_versioned_model_that_scores_other_devices(spark: 
     assert 0.0 <= r["lo"] <= r["hi"] <= 1.0 and r["versions"] == 1
     # learnt something: records before a failure look riskier than the others
     assert r["risk_pos"] > r["risk_neg"]
+
+    # the same model record by record in plain Python (closed-loop drill, later the stream): same risks
+    from fms_jobs.prediction.features import SIGNALS
+    from fms_jobs.prediction.online import OnlineFeatures, TreeEnsemble
+    from fms_jobs.prediction.train import ALARM_RISK
+
+    online = OnlineFeatures(loaded.spec, min_std)
+    trees = TreeEnsemble.from_mllib(loaded.pipeline.stages[-1])
+    cols = ["device_id", "timestamp", "is_fail", *SIGNALS, FAILURE_RISK, ALARM_RISK]
+    worst = 0.0
+    for row in scored.select(*cols).orderBy("timestamp", "device_id").collect():
+        t_ms = int(row["timestamp"].timestamp() * 1000)
+        x = online.update(row["device_id"], t_ms, {c: row[c] for c in SIGNALS}, row["is_fail"])
+        risk = None if x is None else trees.probability(x)
+        alarm = online.smoothed(row["device_id"], risk, loaded.spec.rows(loaded.params.smooth_min))
+        assert (risk is None) == (row[FAILURE_RISK] is None)
+        if risk is not None:
+            worst = max(worst, abs(risk - row[FAILURE_RISK]), abs(alarm - row[ALARM_RISK]))
+    assert worst < 1e-9
     print(f"e2e training + scoring: {time.monotonic() - t0:.1f} s, threshold {model.threshold.threshold}")

@@ -38,6 +38,7 @@ BASELINE_WARN = "baseline_warning"
 class Scale:
     train: FleetSpec
     held_out: tuple[FleetSpec, ...]
+    closed_loop: FleetSpec
 
 
 SCALES: dict[str, Scale] = {
@@ -54,6 +55,9 @@ SCALES: dict[str, Scale] = {
                 noise_scale=0.8, degradation_minutes=(15.0, 60.0),
             ),
         ),
+        FleetSpec(
+            "closed-loop", devices=30, days=1.5, seed=404, first_device_id=3001, failure_rate_per_day=1.0,
+        ),
     ),
     # a quick run (the end-to-end test's size is smaller still)
     "small": Scale(
@@ -63,6 +67,9 @@ SCALES: dict[str, Scale] = {
                 "heldout-small", devices=8, days=1, seed=202, first_device_id=1001, failure_rate_per_day=1.5,
                 noise_scale=1.3, degradation_minutes=(15.0, 60.0),
             ),
+        ),
+        FleetSpec(
+            "closed-loop-small", devices=8, days=1, seed=404, first_device_id=3001, failure_rate_per_day=1.5,
         ),
     ),
 }  # fmt: skip
@@ -78,39 +85,42 @@ def fleet_path(spec: FleetSpec, fleets_dir: Path, trigger_s: float) -> Path:
     return target
 
 
-def evaluate_fleet(
-    spark: Any, model: Any, path: str | list[str], params: TrainParams, min_std: dict[str, float]
-) -> tuple[dict[str, Any], Any]:
-    """Model and baseline on the same records of a fleet. Returns (metrics, the scored frame, cached)."""
+def score_fleets(
+    spark: Any, model: Any, paths: list[str], params: TrainParams, min_std: dict[str, float]
+) -> Any:
+    """The fleets' records scored by the model, with the baseline's warning beside it (cached)."""
     from pyspark.sql import functions as F
 
     C = F.col
-    processed = spark.read.parquet(*([path] if isinstance(path, str) else path))
-    prepared = prepare(processed, model.spec, params.horizon_min, min_std).cache()
+    prepared = prepare(spark.read.parquet(*paths), model.spec, params.horizon_min, min_std).cache()
     scored = score(model.pipeline, prepared, model.spec, params, model.threshold.threshold, model.version)
     # the baseline warns where the stream flags an operating device: anomaly_flag without isFail
     scored = scored.withColumn(BASELINE_WARN, C(ANOMALY_FLAG) & ~C(FAILED)).cache()
+    scored.count()
     prepared.unpersist()
+    return scored
+
+
+def fleet_metrics(scored: Any, params: TrainParams, interval_s: float) -> dict[str, Any]:
+    """Model and baseline on the same records."""
+    from pyspark.sql import functions as F
+
+    C = F.col
     recs = scored.where(C(SCORABLE))
-    out = {
+    return {
         "devices": scored.select(DEVICE).distinct().count(),
         "records": scored.count(),
         "scorable_records": recs.count(),
         "positive_records": recs.where(C(LABEL) == 1.0).count(),
         "model": {
             "records": record_metrics(recs, WARN, FAILURE_RISK),
-            "alarms": alarm_metrics(
-                scored, WARN, params.horizon_min, params.clear_min, model.spec.interval_s
-            ),
+            "alarms": alarm_metrics(scored, WARN, params.horizon_min, params.clear_min, interval_s),
         },
         "baseline": {
             "records": record_metrics(recs, BASELINE_WARN, ANOMALY_SCORE),
-            "alarms": alarm_metrics(
-                scored, BASELINE_WARN, params.horizon_min, params.clear_min, model.spec.interval_s
-            ),
+            "alarms": alarm_metrics(scored, BASELINE_WARN, params.horizon_min, params.clear_min, interval_s),
         },
     }
-    return out, scored
 
 
 def example_timeline(scored: Any, max_points: int = 4000) -> dict[str, Any] | None:
@@ -176,11 +186,15 @@ def run(
     benchmark: bool = True,
     log: Any = None,
 ) -> dict[str, Any]:
+    from pyspark.sql import functions as F
+
     from fms_jobs.config import load_rules
     from fms_jobs.prediction import benchmark as bench
+    from fms_jobs.prediction import closed_loop
     from fms_jobs.sparkutil.session import build_session
 
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    C = F.col
     params = params or TrainParams()
     sc = SCALES[scale]
     t0 = time.monotonic()
@@ -204,15 +218,18 @@ def run(
         model_dir = save(model, spark, str((outp / "models").resolve()))
         say(f"[predict-eval] model {model.version} -> {model_dir}")
         held: dict[str, Any] = {}
-        timeline = None
-        for spec, path in zip(sc.held_out, held_paths, strict=True):
+        scored = score_fleets(spark, model, [str(p) for p in held_paths], params, min_std)
+        for spec in sc.held_out:
             say(f"[predict-eval] held-out {spec.name}")
-            held[spec.name], scored = evaluate_fleet(spark, model, str(path), params, min_std)
-            scored.unpersist()
+            ids = (C(DEVICE) >= spec.first_device_id) & (C(DEVICE) < spec.first_device_id + spec.devices)
+            held[spec.name] = fleet_metrics(scored.where(ids), params, model.spec.interval_s)
         say("[predict-eval] held-out, all fleets together")
-        held["all"], scored = evaluate_fleet(spark, model, [str(p) for p in held_paths], params, min_std)
+        held["all"] = fleet_metrics(scored, params, model.spec.interval_s)
         timeline = example_timeline(scored)
         scored.unpersist()
+        say(f"[predict-eval] closed loop: {sc.closed_loop.devices} devices x {sc.closed_loop.days} days")
+        loop = closed_loop.drill(sc.closed_loop, model, min_std=min_std)
+        say(f"[predict-eval] closed loop: downtime cut {loop['downtime_cut']}")
         public = None
         if benchmark:
             say("[predict-eval] public benchmark: river Phishing, progressive validation")
@@ -228,16 +245,7 @@ def run(
         },
         "held_out": held,
         "public_benchmark": public,
-        "closed_loop": {
-            "downtime_cut": None,
-            "note": (
-                "not measured yet: the simulator accepts maintenance"
-                " requests (DeviceModel.request_maintenance, "
-                "POST /devices/{id}/maintenance), but the drill"
-                " that runs a fleet twice, with and without acting "
-                "on the model's warnings, needs the scoring path in the stream (a later step of issue 16)"
-            ),
-        },
+        "closed_loop": loop,
         "seconds": round(time.monotonic() - t0, 1),
     }
     report["summary"] = summary(report)

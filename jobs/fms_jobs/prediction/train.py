@@ -244,7 +244,7 @@ def load(spark: SparkSession, version_dir: str) -> TrainedModel:
         meta["version"],
         PipelineModel.load(f"{base}/model"),
         FeatureSpec.from_json(meta["feature_spec"]),
-        TrainParams(**{**meta["params"], "threshold_grid": tuple(meta["params"]["threshold_grid"])}),
+        TrainParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()}),
         ThresholdChoice(**t),
         meta.get("report", {}),
     )
