@@ -171,6 +171,7 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
         "public_auc": bench.get("auc"),
         "public_auc_published": bench.get("published_auc"),
         "downtime_cut": loop.get("downtime_cut"),
+        "horizon_min": report["model"]["params"]["horizon_min"],
         "model_version": report["model"]["version"],
         "threshold": report["model"]["threshold"]["threshold"],
     }
