@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out", required=True, help="model directory (any Hadoop path)")
     t.add_argument("--master", default=None)
     t.add_argument("--horizon-min", type=float, default=30.0)
-    t.add_argument("--target-precision", type=float, default=0.9)
+    t.add_argument("--target-precision", type=float, default=0.95)
     g = sub.add_parser("generate", help="write a simulated fleet as processed Parquet")
     g.add_argument("--out", required=True)
     g.add_argument("--name", default="fleet")

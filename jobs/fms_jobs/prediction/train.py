@@ -37,7 +37,7 @@ MODEL_FORMAT = 1
 @dataclass(frozen=True)
 class TrainParams:
     horizon_min: float = 30.0
-    target_precision: float = 0.9
+    target_precision: float = 0.95
     validation_share: float = 0.25
     negative_fraction: float = 0.2
     clear_min: float = 15.0  # an alarm ends after this long without a warning
