@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -200,3 +201,25 @@ def test_offline_anomaly_score_follows_the_stream_rules(rules: QualityRules) -> 
 def test_exact_auc() -> None:
     assert exact_auc([0.1, 0.4, 0.35, 0.8], [False, False, True, True]) == 0.75
     assert exact_auc([0.5, 0.5], [False, True]) == 0.5
+
+
+def test_tree_ensemble_is_mllibs_gbt_probability() -> None:
+    from fms_jobs.prediction.online import TreeEnsemble, _Node
+
+    # x0 <= 1.5 ? (x1 <= 0 ? -1 : 0.5) : 1.0
+    tree = [_Node(0, 1.5, 0.0, 1, 4), _Node(1, 0.0, 0.0, 2, 3), _Node(-1, 0, -1.0, -1, -1)]
+    tree += [_Node(-1, 0, 0.5, -1, -1), _Node(-1, 0, 1.0, -1, -1)]
+    ens = TreeEnsemble([tree, tree], [1.0, 0.1])
+    assert ens.probability([2.0, 0.0]) == pytest.approx(1 / (1 + math.exp(-2 * 1.1)))
+    assert ens.probability([1.0, -3.0]) == pytest.approx(1 / (1 + math.exp(2 * 1.1)))
+    assert ens.probability([1.5, 0.1]) == pytest.approx(1 / (1 + math.exp(-2 * 0.55)))
+
+
+def test_closed_loop_without_predictions_counts_the_unplanned_downtime() -> None:
+    from fms_jobs.prediction.closed_loop import run_fleet
+    from fms_jobs.prediction.fleet import FleetSpec
+
+    spec = FleetSpec("loop", devices=2, days=0.5, seed=5, failure_rate_per_day=6.0)
+    r = run_fleet(spec, None)
+    assert r.failures > 0 and r.downtime_min > 0 and r.maintenance_requests == 0
+    assert run_fleet(spec, None).downtime_min == r.downtime_min  # the same fleet, twice
