@@ -146,9 +146,10 @@ def test_alarms_lead_time_and_false_alarms(spark: Any) -> None:
         | ((dev == 1) & m.between(5, 7))  # false: nothing within 30 min
         | ((dev == 2) & m.between(30, 31))  # false
         | ((dev == 2) & m.between(40, 40))  # 9 min after the last warning: the same false alarm
+        | ((dev == 2) & m.between(85, 86))  # the data ends 14 min later: cannot be judged (censored)
     )
     a = alarm_metrics(df.withColumn("w", warn), "w", horizon_min=30, clear_min=15, interval_s=60)
-    assert (a["alarms"], a["true_alarms"], a["false_alarms"]) == (3, 1, 2)
+    assert (a["alarms"], a["true_alarms"], a["false_alarms"], a["alarms_censored"]) == (3, 1, 2, 1)
     assert (a["failures"], a["failures_caught"], a["lead_min"]) == (1, 1, [15.0])
     assert a["precision"] == pytest.approx(1 / 3) and a["recall"] == 1.0
     assert a["device_days"] == pytest.approx(195 / 1440)

@@ -8,7 +8,9 @@ Two views of the same scores:
   and lasts while warnings keep coming (a gap of ``clear_min`` minutes, or a failure,
   ends it). An alarm is *true* when its device fails within the horizon after it
   started, or while it is still raised (within ``clear_min`` of its last warning);
-  otherwise it is a false alarm. A failure is *caught* when a true alarm started
+  otherwise it is a false alarm - unless the data ends less than the horizon after it
+  started without a failure: like a censored label, such an alarm cannot be judged and
+  is counted apart (``alarms_censored``). A failure is *caught* when a true alarm started
   before it; its lead time is the failure's start minus the first such alarm's start.
   Precision = true alarms / alarms, recall = caught failures / failures, F1 of the two;
   false alarms per 100 device-days of monitored (scorable) operation.
@@ -206,6 +208,7 @@ def alarm_metrics(
         F.max(F.when(C("_warn"), C(TS))).over(before).alias("_prev_warn"),
         F.max(F.when(C(FAIL_START), C(TS))).over(upto).alias("_last_fail"),
         F.max(F.when(C(SCORABLE), C(TS))).over(before).alias("_prev_scorable"),
+        F.max(C(TS)).over(Window.partitionBy(DEVICE)).alias("_data_end"),
     )
     new = C("_warn") & (
         C("_prev_warn").isNull()
@@ -216,7 +219,12 @@ def alarm_metrics(
     episodes = (
         x.where(C("_warn"))
         .groupBy(DEVICE, "_episode")
-        .agg(F.min(TS).alias("start"), F.max(TS).alias("last"), F.min(NEXT_FAILURE_AT).alias("fail_at"))
+        .agg(
+            F.min(TS).alias("start"),
+            F.max(TS).alias("last"),
+            F.min(NEXT_FAILURE_AT).alias("fail_at"),
+            F.max("_data_end").alias("data_end"),
+        )
         .withColumn(
             "true_alarm",
             C("fail_at").isNotNull()
@@ -225,9 +233,14 @@ def alarm_metrics(
                 | ((ms(C("fail_at")) - ms(C("last"))) <= F.lit(clear_ms))
             ),
         )
+        .withColumn(
+            "censored",
+            C("fail_at").isNull() & ((ms(C("data_end")) - ms(C("start"))) < F.lit(h_ms)),
+        )
         .cache()
     )
-    n_alarms = episodes.count()
+    n_censored = episodes.where(C("censored")).count()
+    n_alarms = episodes.count() - n_censored
     n_true = episodes.where(C("true_alarm")).count()
     # failures the model could have seen coming: a scorable record of the device within the horizon before
     fails = x.where(C(FAIL_START)).select(
@@ -261,6 +274,7 @@ def alarm_metrics(
         "alarms": n_alarms,
         "true_alarms": n_true,
         "false_alarms": false_alarms,
+        "alarms_censored": n_censored,
         "failures": n_fail,
         "failures_caught": len(leads),
         "failures_unseen": n_fail_all - n_fail,

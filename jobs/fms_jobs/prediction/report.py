@@ -167,13 +167,15 @@ def write_docs(report: dict[str, Any], timeline: dict[str, Any] | None, md_path:
         )
     lines += ["", "## Held-out results per fleet", ""]
     lines += [
-        "| fleet | failures | caught | alarms | false | FA/100 dd | median lead | F1 | baseline F1 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| fleet | failures | caught | alarms | false | censored | FA/100 dd | median lead"
+        " | F1 | baseline F1 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, h in held.items():
         a, b = h["model"]["alarms"], h["baseline"]["alarms"]
         lines.append(
             f"| {name} | {a['failures']} | {a['failures_caught']} | {a['alarms']} | {a['false_alarms']} | "
+            f"{a.get('alarms_censored', 0)} | "
             f"{_f(a['false_alarms_per_100_device_days'], 2)} |"
             f" {_f(a['median_lead_min'], 1)} | {_f(a['f1'])} | "
             f"{_f(b['f1'])} |"
