@@ -14,7 +14,8 @@ TF_ENV = eval "$$(bash scripts/bootstrap/terraform_env.sh)"
 PYTEST = $(TF_ENV); $(VENV)/bin/pytest
 
 .PHONY: help bootstrap lab lab-converge lab-infra lab-down lab-status test test-static test-terraform test-unit \
-        test-integration test-monitoring test-property test-property-long test-lab test-offline lint fmt lock bench
+        test-integration test-monitoring test-property test-property-long test-lab test-offline lint fmt lock bench \
+        predict-eval
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -93,3 +94,9 @@ lock: ## Re-resolve requirements.in into the fully pinned requirements.txt
 
 bench: bootstrap ## Pipeline benchmark on the running lab (build/bench/*.json + PNG); BENCH_ARGS="--mode loopback" runs it locally
 	@$(PY) scripts/bench.py --lab-env $(ENV) $(BENCH_ARGS)
+
+PREDICT_SCALE ?= full
+PREDICT_MASTER ?= local[2]
+predict-eval: bootstrap ## Failure prediction, offline: train on a simulated fleet, evaluate on held-out fleets + public benchmark (last line JSON; report in docs/)
+	@nice -n $${FMS_PREDICT_NICE:-10} $(PY) -m fms_jobs.prediction eval --scale $(PREDICT_SCALE) --master '$(PREDICT_MASTER)' \
+	  --out build/predict-eval $(if $(filter full,$(PREDICT_SCALE)),--docs docs/failure-prediction.md)

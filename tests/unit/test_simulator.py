@@ -179,3 +179,53 @@ def test_latest_advances_with_time(rules: QualityRules) -> None:
     assert a.value == b.value  # same reading within one interval
     assert c.event_ms == T0_MS + 10_000
     assert sim.latest(7, T0_MS) is None
+
+
+def test_maintenance_repairs_a_degrading_device_before_it_fails() -> None:
+    """The closed loop's lever: a maintenance request returns a degrading device to NORMAL."""
+    dev = DeviceModel(1, seed=5, profile=DeviceProfile(failure_rate_per_day=50.0))
+    t = T0_MS
+    while dev.health is not Health.DEGRADING:
+        dev.reading(t)
+        t += 10_000
+    assert dev.request_maintenance(t) is True
+    assert dev.health is Health.NORMAL and dev.planned_repairs == 1
+    reading = dev.reading(t + 10_000)
+    assert reading["isFail"] is False
+    # a failed device is being repaired already: nothing to do
+    while dev.health is not Health.FAILED:
+        t += 10_000
+        dev.reading(t)
+    assert dev.request_maintenance(t) is False and dev.health is Health.FAILED
+
+
+def test_maintenance_keeps_a_normal_device_on_its_course() -> None:
+    a = DeviceModel(7, seed=3, profile=DeviceProfile(failure_rate_per_day=0.0))
+    b = DeviceModel(7, seed=3, profile=DeviceProfile(failure_rate_per_day=0.0))
+    ra = [a.reading(T0_MS + i * 10_000) for i in range(50)]
+    rb = [b.reading(T0_MS + i * 10_000) for i in range(25)]
+    assert b.request_maintenance(T0_MS + 25 * 10_000) is False
+    rb += [b.reading(T0_MS + i * 10_000) for i in range(25, 50)]
+    assert ra == rb
+
+
+def test_fleet_profile_knobs(rules: QualityRules) -> None:
+    sim = fleet(rules, devices=2, degradation_minutes=(5.0, 6.0), failure_minutes=(1.0, 2.0))
+    assert sim.devices[0].profile.degradation_minutes == (5.0, 6.0)
+    assert sim.devices[0].profile.failure_minutes == (1.0, 2.0)
+    with pytest.raises(ValueError, match="degradation_minutes"):
+        FleetSimulator(SimulatorConfig(degradation_minutes=(10.0, 5.0)), rules)
+
+
+def test_api_maintenance_request(rules: QualityRules) -> None:
+    sim = fleet(rules, devices=3, seed=1)
+    with FakeFmsApi(sim) as api:
+        req = urllib.request.Request(f"{api.url}/devices/2/maintenance", data=b"{}", method="POST")
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.status == 202
+            assert json.loads(resp.read()) == {"device": 2, "repaired": False}
+        assert sim.device(2) is not None and sim.device(2).maintenance_requests == 1  # type: ignore[union-attr]
+        bad = urllib.request.Request(f"{api.url}/devices/99/maintenance", data=b"", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(bad, timeout=5)
+        assert e.value.code == 404

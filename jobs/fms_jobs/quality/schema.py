@@ -29,6 +29,11 @@ PROCESSED_COLUMN: Final[dict[str, str]] = {
     IS_FAIL: "is_fail",
 }
 
+# Failure prediction (issue 16): the risk a record's device fails within the model's horizon,
+# and the version of the model that scored it.
+FAILURE_RISK: Final = "failure_risk"
+MODEL_VERSION: Final = "model_version"
+
 # Fields the pipeline cannot do without; the rules file may add more required
 # fields, not remove these, and must give them exactly these types.
 CANONICAL_TYPES: Final[dict[str, str]] = {

@@ -6,6 +6,8 @@ Routes::
     GET /devices                -> 200 {"devices": [1, 2, ...]}
     GET /devices/{id}/latest    -> 200 <the device's latest raw reading, bytes as the device sent them>
                                    404 unknown device
+    POST /devices/{id}/maintenance -> 202 {"device": id, "repaired": bool} (a planned repair now)
+                                   404 unknown device
 
 Faults for exercising the collector's retries and circuit breaker: a share of
 requests answered 500 (``error_rate``), added latency, and an outage switch
@@ -25,6 +27,7 @@ from typing import Any
 from fms_jobs.simulator.fleet import FleetSimulator
 
 _LATEST = re.compile(r"^/devices/(-?\d+)/latest/?$")
+_MAINTENANCE = re.compile(r"^/devices/(-?\d+)/maintenance/?$")
 
 
 class FakeFmsApi:
@@ -87,6 +90,26 @@ class FakeFmsApi:
                     self._send(404, b'{"error":"unknown device"}')
                     return
                 self._send(200, rec.value)
+
+            def do_POST(self) -> None:
+                with api._lock:
+                    api.requests += 1
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                if api.outage:
+                    self._send(503, b'{"error":"maintenance"}')
+                    return
+                m = _MAINTENANCE.match(self.path)
+                if not m:
+                    self._send(404, b'{"error":"not found"}')
+                    return
+                dev_id = int(m.group(1))
+                repaired = api.fleet.request_maintenance(dev_id)
+                if repaired is None:
+                    self._send(404, b'{"error":"unknown device"}')
+                    return
+                self._send(202, json.dumps({"device": dev_id, "repaired": repaired}).encode())
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True

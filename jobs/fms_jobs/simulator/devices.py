@@ -5,6 +5,8 @@ follow the shift pattern of the factory), a slow mean-reverting drift, sensor
 noise, and a health state machine::
 
     NORMAL --(hazard)--> DEGRADING --(progress 1 or temperature >= 130 degC)--> FAILED --(repair)--> NORMAL
+                             |
+                             +--(maintenance request: planned repair)--> NORMAL
 
 While degrading the temperature climbs, the main motor slows down, the cooling
 motor works harder and the noise grows - the precursors a failure-prediction
@@ -72,6 +74,8 @@ class DeviceModel:
         self.state_since_ms = 0
         self.last_ms: int | None = None
         self.readings = 0
+        self.maintenance_requests = 0
+        self.planned_repairs = 0  # maintenance that found the device degrading (a failure averted)
 
     # -------------------------------------------------------------- health
     def _advance_health(self, t_ms: int, dt_ms: int) -> None:
@@ -98,6 +102,26 @@ class DeviceModel:
         self.progress = 1.0
         self.state_since_ms = t_ms
         self.state_until_ms = t_ms + int(self.rng.uniform(*self.profile.failure_minutes) * 60_000)
+
+    def request_maintenance(self, t_ms: int) -> bool:
+        """A maintenance request at t_ms: a device that is not FAILED is serviced at once.
+
+        Servicing resets the degradation (and the slow drift) and returns the device to NORMAL;
+        it draws nothing from the device's random generator, so the readings of a device that was
+        NORMAL continue exactly as without the request. A FAILED device is already being repaired
+        (unplanned). Returns whether a degrading device was repaired before it failed.
+        """
+        self.maintenance_requests += 1
+        if self.health is Health.FAILED:
+            return False
+        repaired = self.health is Health.DEGRADING
+        if repaired:
+            self.planned_repairs += 1
+            self.drift = 0.0
+        self.health = Health.NORMAL
+        self.progress = 0.0
+        self.state_since_ms = t_ms
+        return repaired
 
     # -------------------------------------------------------------- readings
     def reading(self, t_ms: int) -> dict[str, Any]:

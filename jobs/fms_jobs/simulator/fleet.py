@@ -48,6 +48,8 @@ class SimulatorConfig:
     start_ms: int | None = None  # virtual clock start; None -> wall clock at creation
     failure_rate_per_day: float = 0.5
     noise_scale: float = 1.0
+    degradation_minutes: tuple[float, float] = (20.0, 90.0)  # device profile: NORMAL -> FAILED lead
+    failure_minutes: tuple[float, float] = (5.0, 30.0)  # device profile: time in FAILED before repair
     recent_window: int = 64  # good records remembered for duplicates
 
     def validate(self) -> None:
@@ -57,6 +59,10 @@ class SimulatorConfig:
             raise ValueError("interval_s must be > 0")
         if self.interval_s * 1000 < 1:
             raise ValueError("interval_s must be at least 1 ms (event times have ms precision)")
+        for name in ("degradation_minutes", "failure_minutes"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} must be (low, high) with 0 < low <= high")
         if not 0.0 <= self.bad_share <= 1.0:
             raise ValueError("bad_share must be within [0, 1]")
         for k, w in (self.bad_kinds or {}).items():
@@ -74,7 +80,12 @@ class FleetSimulator:
         self.cfg = cfg
         self.rules = rules or load_rules()
         self.start_ms = cfg.start_ms if cfg.start_ms is not None else int(time.time() * 1000)
-        profile = DeviceProfile(failure_rate_per_day=cfg.failure_rate_per_day, noise_scale=cfg.noise_scale)
+        profile = DeviceProfile(
+            failure_rate_per_day=cfg.failure_rate_per_day,
+            degradation_minutes=tuple(cfg.degradation_minutes),
+            failure_minutes=tuple(cfg.failure_minutes),
+            noise_scale=cfg.noise_scale,
+        )
         self.devices = [DeviceModel(cfg.first_device_id + i, cfg.seed, profile) for i in range(cfg.devices)]
         self.rng = random.Random(f"fms-fleet:{cfg.seed}")
         weights = dict(cfg.bad_kinds) if cfg.bad_kinds is not None else {k.value: 1.0 for k in ALL_KINDS}
@@ -156,6 +167,15 @@ class FleetSimulator:
         if 0 <= i < len(self.devices):
             return self.devices[i]
         return None
+
+    def request_maintenance(self, device_id: int, now_ms: int | None = None) -> bool | None:
+        """Service a device now (see DeviceModel.request_maintenance); None for an unknown device."""
+        dev = self.device(device_id)
+        if dev is None:
+            return None
+        with self._lock:
+            t = dev.last_ms if now_ms is None and dev.last_ms is not None else now_ms
+            return dev.request_maintenance(int(time.time() * 1000) if t is None else t)
 
     def latest(self, device_id: int, now_ms: int | None = None) -> SimRecord | None:
         """The device's most recent reading at wall time now_ms (for the fake HTTP API).
