@@ -36,8 +36,8 @@ run "one_group_per_role_and_no_world_ingress" {
     error_message = "Only Kafka nodes may reach the KRaft controller listener."
   }
   assert {
-    condition     = aws_security_group_rule.from_group["spark<-spark:7078"].to_port == 7099
-    error_message = "The Spark RPC range must span 7078..7099."
+    condition     = aws_security_group_rule.from_group["spark<-spark:${var.ports.spark_rpc.port}"].to_port == var.ports.spark_rpc.port_to
+    error_message = "The Spark RPC range must be one rule spanning the contract's spark_rpc range."
   }
   assert {
     condition     = aws_security_group_rule.from_group["kafka<-kafka:${var.ports.kafka_internal.port}"].description == "Kafka inter-broker listener"
