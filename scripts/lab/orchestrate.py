@@ -514,7 +514,9 @@ def down(env_names: list[str] | None = None) -> None:
             if everything
             else [get_env(n).name for n in env_names]
         )
-        for name, rec in sorted(all_hosts.items()):
+        # Bastions go last: every other host's journal is fetched through its env's bastion.
+        order = sorted(all_hosts.items(), key=lambda kv: (state.bastion_of(kv[1], all_hosts) is None, kv[0]))
+        for name, rec in order:
             if rec["env"] in targets:
                 progress.step(f"hosts: removing {name} ({rec['ip']})")
                 hosts.save_journal(rec)

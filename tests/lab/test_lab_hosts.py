@@ -254,11 +254,20 @@ def test_ec2_inventory_groups_match_terraform_outputs(lab, lab_dir: Path):
     for group, names in tf_groups.items():
         assert sorted(inv.get(group, {}).get("hosts", [])) == sorted(names), group
     hostvars = inv["_meta"]["hostvars"]
+
+    def plain(value):  # ansible-inventory --list marks templated values as unsafe
+        return value.get("__ansible_unsafe") if isinstance(value, dict) else value
+
+    # Ansible reaches the bastion at its public address and every other host privately
+    # (through it); peers always use the private address.
+    bastions = set(outputs("primary")["bastion_public_ips"])
     for name, inst in outputs("primary")["instances"].items():
-        host = hostvars[name]["ansible_host"]
-        if isinstance(host, dict):  # ansible-inventory --list marks templated values as unsafe
-            host = host.get("__ansible_unsafe")
-        assert host == inst["private_ip"], name
+        host = plain(hostvars[name]["ansible_host"])
+        assert plain(hostvars[name]["fms_node_address"]) == inst["private_ip"], name
+        if "bastion" in inst["groups"]:
+            assert host in bastions, name
+        else:
+            assert host == inst["private_ip"], name
 
 
 def test_ansible_reaches_every_host_through_the_ec2_inventory(lab, lab_dir: Path):
