@@ -96,7 +96,7 @@ actions:
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.kafka_cli import KafkaCli
+from ansible.module_utils.kafka_cli import CONNECTION_ARGUMENT_SPEC, KafkaCli
 
 RESOURCE_TYPES = {
     "topic": "TOPIC",
@@ -250,10 +250,7 @@ def ensure_scram(
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "kafka_home": {"type": "path", "required": True},
-            "bootstrap_server": {"type": "str", "required": True},
-            "command_config": {"type": "path", "required": True},
-            "java_home": {"type": "path"},
+            **CONNECTION_ARGUMENT_SPEC,
             "topics": {
                 "type": "list",
                 "elements": "dict",

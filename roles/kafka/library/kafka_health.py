@@ -81,7 +81,7 @@ problems:
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.kafka_cli import KafkaCli
+from ansible.module_utils.kafka_cli import CONNECTION_ARGUMENT_SPEC, KafkaCli
 
 CALLS = {
     "quorum": ("kafka-metadata-quorum.sh", ["describe", "--status"]),
@@ -129,10 +129,7 @@ def assess(results: dict[str, tuple[int, str, str]], expected_brokers: int) -> d
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "kafka_home": {"type": "path", "required": True},
-            "bootstrap_server": {"type": "str", "required": True},
-            "command_config": {"type": "path", "required": True},
-            "java_home": {"type": "path"},
+            **CONNECTION_ARGUMENT_SPEC,
             "expected_brokers": {"type": "int", "required": True},
         },
         supports_check_mode=True,

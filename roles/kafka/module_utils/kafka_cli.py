@@ -5,6 +5,14 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+# The options every module built on KafkaCli takes (documented in each module's DOCUMENTATION).
+CONNECTION_ARGUMENT_SPEC = {
+    "kafka_home": {"type": "path", "required": True},
+    "bootstrap_server": {"type": "str", "required": True},
+    "command_config": {"type": "path", "required": True},
+    "java_home": {"type": "path"},
+}
+
 
 class KafkaCli:
     """One admin client configuration; each call is one JVM start of the named tool."""
