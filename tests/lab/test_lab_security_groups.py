@@ -31,7 +31,7 @@ KAFKA_JMX = CONTRACT.port("kafka_jmx_exporter")
 PROMETHEUS = CONTRACT.port("prometheus")
 COLLECTOR_METRICS = CONTRACT.port("collector_metrics")
 KAFKA_CLIENT = CONTRACT.port("kafka_client")
-NAMENODE_HTTP = CONTRACT.port("hdfs_namenode_http")
+DATANODE_HTTP = CONTRACT.port("hdfs_datanode_http")  # opened to the bastion only
 CONNECT_TIMEOUT_S = 3  # a dropped SYN is retried at 1 s and 3 s: 3 s is already far past an answer
 
 
@@ -45,7 +45,7 @@ def roles(converged) -> dict[str, str]:
     """One host per role the probes need."""
     return {
         g: first_in_group(g)
-        for g in ("kafka", "collector", "monitoring", "spark_master", "bastion", "hdfs_namenode")
+        for g in ("kafka", "collector", "monitoring", "spark_master", "bastion", "hdfs_datanode")
     }
 
 
@@ -113,14 +113,14 @@ def connect_from_lab_machine(dst: str, port: int) -> str:
 
 def test_the_operator_reaches_the_bastion_and_the_rest_only_through_it(roles):
     """As on AWS: from the operator's network (lab.tfvars' admin_cidrs) only the bastion's SSH is
-    open; a broker's sshd and the NameNode UI (open to the bastion) are not reachable directly,
+    open; a broker's sshd and a DataNode's UI (open to the bastion) are not reachable directly,
     yet ssh to the broker works - through the bastion, the path Ansible took to converge it."""
-    broker, bastion, namenode = roles["kafka"], roles["bastion"], roles["hdfs_namenode"]
-    assert connect(namenode, namenode, NAMENODE_HTTP) == "open"  # the UI listens
+    broker, bastion, datanode = roles["kafka"], roles["bastion"], roles["hdfs_datanode"]
+    assert connect(datanode, datanode, DATANODE_HTTP) == "open"  # the UI listens
     assert connect_from_lab_machine(bastion, SSH) == "open"
     assert connect_from_lab_machine(broker, SSH) == "dropped"
-    assert connect_from_lab_machine(namenode, NAMENODE_HTTP) == "dropped"
-    assert connect(bastion, namenode, NAMENODE_HTTP) == "open"  # an ssh tunnel's way in
+    assert connect_from_lab_machine(datanode, DATANODE_HTTP) == "dropped"
+    assert connect(bastion, datanode, DATANODE_HTTP) == "open"  # an ssh tunnel's way in
     res = host_ssh(broker, "hostname")
     assert res.returncode == 0 and res.stdout.strip() == broker, res
 
