@@ -8,11 +8,13 @@ chains per env covers both; the rules themselves are rendered by lab.sg_iptables
 groups the emulator reports (lab.sg_rules). IPv6 between hosts is dropped: the lab's VPCs
 have none, and it must not be a way around the IPv4 rules.
 
-Out of scope here, on purpose: traffic between the lab machine itself and the hosts
-(Ansible, probes, the artifact mirror, the gateway) uses INPUT/OUTPUT, never FORWARD, and is
-left open. An admin path (only the bastion's SSH from the operator) is another
-`sg_iptables.Hook`: an OUTPUT rule `-o <bridge>` jumping to a chain of its own, rendered
-with the others; `apply` and `teardown` already handle hooks in any of HOOK_CHAINS.
+The lab machine's own connections to the hosts (OUTPUT, not FORWARD) are filtered too: it
+stands for the operator outside the VPC, so it reaches what admin_cidrs and dashboard_cidrs
+opened (lab.tfvars puts an "office" network there: the bastion's SSH, the dashboards) and
+nothing else; Ansible and every ssh go through the bastion, as on AWS. It is also the test
+harness (the benchmark's producer, metric probes), which on AWS would be an instance in the
+VPC: it gets the rights of the groups in HARNESS_STANDS_IN_FOR, no more. Replies to the hosts'
+own flows to the lab machine (the artifact mirror, DNS) pass as established.
 
 Everything added carries the env's comment tag (`fms-lab:<env>`) or lives in a chain named
 `FMS-SG-<env>...`; teardown removes exactly those and puts the sysctls back when the last
@@ -32,15 +34,18 @@ from pathlib import Path
 from typing import Any
 
 from . import sg_iptables
-from .envs import BRIDGE_PREFIX, RULE_TAG_PREFIX, Env
+from .envs import BRIDGE_PREFIX, LAB_RANGE, RULE_TAG_PREFIX, Env
 from .sg_iptables import HostFirewall, Ruleset
-from .sg_rules import translate
+from .sg_rules import lab_machine_rules, translate
 
 WAIT = ["-w", "10"]  # wait (bounded) for the xtables lock
 TIMEOUT_S = 30
 # Bridged IPv4/IPv6 goes through iptables/ip6tables only with these on (br_netfilter).
 BRIDGE_SYSCTLS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables")
 HOOK_CHAINS = ("FORWARD", "OUTPUT", "INPUT")  # built-in chains a hook may live in
+# platform.yml security groups whose rights the lab machine has as the test harness: the
+# benchmark produces like a collector and scrapes like Prometheus.
+HARNESS_STANDS_IN_FOR = ("collector", "monitoring")
 DISABLE_ENV = "FMS_LAB_FIREWALL"  # "off": no enforcement (debugging only; says so loudly)
 
 
@@ -121,10 +126,17 @@ def plan(
     groups: Sequence[Mapping[str, Any]],
     hosts: Sequence[tuple[str, str, Sequence[str]]],
     veths: Mapping[str, str | None],
+    harness_ips: Sequence[str] = (),
 ) -> Plan:
-    """(name, ip, group ids) per host + the groups' descriptions -> each host's firewall."""
+    """(name, ip, group ids) per host + the groups' descriptions -> each host's firewall.
+
+    `harness_ips`: members of the groups the lab machine stands in for as the test harness.
+    """
     policies = translate(groups, [(ip, gs) for _, ip, gs in hosts])
-    out = [HostFirewall(name, veths.get(name), policies[ip]) for name, ip, _ in hosts]
+    out = []
+    for name, ip, _ in hosts:
+        from_lab_machine = tuple(lab_machine_rules(policies[ip], str(LAB_RANGE), harness_ips))
+        out.append(HostFirewall(name, veths.get(name), policies[ip], from_lab_machine))
     refs: dict[str, int] = {}
     for h in out:
         for ref, count in h.policy.unresolved.items():

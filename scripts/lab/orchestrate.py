@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from fmsops.platform_contract import load as load_contract
+
 from . import discovery, firewall, hosts, mirror, network, preflight, progress, rootfs, services, state
 from .envs import AUTO_PROFILE, ENVS, PROFILES, Env, pick_profile
 from .envs import env as get_env
@@ -306,7 +308,10 @@ def enforce_security_groups(env: Env, found: discovery.Discovery, url: str, lab:
     groups = discovery.security_groups(env, url, group_ids)
     members = [(i.name, i.private_ip, i.security_groups) for i in found.instances]
     veths = {i.name: firewall.host_veth(i.name) for i in found.instances}
-    planned = firewall.plan(groups, members, veths)
+    security_groups = load_contract().security_groups
+    harness_roles = {g for sg in firewall.HARNESS_STANDS_IN_FOR for g in security_groups[sg]}
+    harness = [i.private_ip for i in found.instances if harness_roles & set(i.roles)]
+    planned = firewall.plan(groups, members, veths, harness)
     saved = lab.setdefault("saved_sysctls", {})
     try:
         ruleset, notes = firewall.enforce(env, planned.hosts, preflight.host_nameservers(), saved)

@@ -18,7 +18,12 @@ Why this shape (AWS semantics on one Linux bridge, see lab.firewall for how it i
                       the bridge -> DROP; leaving the bridge (egress already allowed) -> RETURN
   FMS-SG-<env>-I<h>   h's ingress rules -> RETURN; else DROP
 
-A RETURN hands the packet back to FORWARD, where the lab's ACCEPT rules (lab.network) take
+  OUTPUT -o <bridge>  -> FMS-SG-<env>-LM   new flows the lab machine itself opens to a host:
+                      only what lab.sg_rules.lab_machine_rules grants it (the operator's
+                      CIDR rules: the bastion's SSH, the dashboards; the harness's probes);
+                      replies to the hosts' own flows (the mirror, DNS) pass as established
+
+A RETURN hands the packet back to FORWARD (OUTPUT), where the lab's ACCEPT rules (lab.network) take
 it; every other outcome is DROP, as AWS drops (no reject). Gotos keep one verdict per
 packet: a bridged packet between two hosts passes its sender's egress and its receiver's
 ingress in one walk. Between envs (DR <-> primary, routed from one bridge to the other) the
@@ -53,6 +58,8 @@ class HostFirewall:
     name: str
     veth: str | None
     policy: HostPolicy
+    # what the lab machine may open to this host (lab.sg_rules.lab_machine_rules)
+    from_lab_machine: tuple[Rule, ...] = ()
 
     @property
     def ip(self) -> str:
@@ -63,9 +70,8 @@ class HostFirewall:
 class Hook:
     """A rule in a built-in chain that sends traffic into the env's chains.
 
-    Today only FORWARD (host to host). The admin path (the lab machine's own traffic to the
-    hosts, through the bastion) would add an OUTPUT hook `-o <bridge>` to a chain of its own;
-    lab.firewall places and removes hooks of any built-in chain the same way.
+    FORWARD (host to host) and OUTPUT (the lab machine to a host); lab.firewall places and
+    removes hooks of any built-in chain the same way.
     """
 
     chain: str  # FORWARD, OUTPUT, INPUT
@@ -113,6 +119,10 @@ def main_chain(env: str) -> str:
 
 def inbound_chain(env: str) -> str:
     return _checked(f"{CHAIN_PREFIX}{env}-IN")
+
+
+def lab_machine_chain(env: str) -> str:
+    return _checked(f"{CHAIN_PREFIX}{env}-LM")
 
 
 def host_chain(env: str, ip: str, direction: str) -> str:
@@ -204,9 +214,12 @@ def render(
         chains[inbound].append(_rule(to_host, tag, f"{h.name} ingress", "-g", ingress))
         chains[ingress] = _ingress_rules(tag, h)
     chains[inbound].append(_rule(["-o", bridge], tag, "to no instance: default deny", *drop))
+    lab_machine = lab_machine_chain(env)
+    chains[lab_machine] = _lab_machine_rules(tag, ordered)
     hooks = [
         Hook("FORWARD", _rule(["-i", bridge], tag, "", "-j", main)),
         Hook("FORWARD", _rule(["!", "-i", bridge, "-o", bridge], tag, "", "-j", main)),
+        Hook("OUTPUT", _rule(["-o", bridge], tag, "", "-j", lab_machine)),
     ]
     return Ruleset(env, bridge, tag, chains, hooks)
 
@@ -231,4 +244,18 @@ def _ingress_rules(tag: str, h: HostFirewall) -> list[list[str]]:
         match = [*_peer("-s", r.peer), *match_protocol(r)]
         out.append(_rule(match, tag, f"{h.name} ingress {_describe(r)}", "-j", "RETURN"))
     out.append(_rule([], tag, f"{h.name} ingress: default deny", "-j", "DROP"))
+    return out
+
+
+def _lab_machine_rules(tag: str, hosts: Sequence[HostFirewall]) -> list[list[str]]:
+    state = ["-m", "conntrack", "--ctstate"]
+    out = [
+        _rule([*state, "ESTABLISHED,RELATED"], tag, "lab machine: replies", "-j", "RETURN"),
+        _rule([*state, "INVALID"], tag, "lab machine: invalid", "-j", "DROP"),
+    ]
+    for h in hosts:
+        for r in h.from_lab_machine:
+            match = ["-d", f"{h.ip}/32", *match_protocol(r)]
+            out.append(_rule(match, tag, f"lab machine -> {h.name} {_describe(r)}", "-j", "RETURN"))
+    out.append(_rule([], tag, "lab machine: default deny", "-j", "DROP"))
     return out

@@ -62,6 +62,29 @@ class HostPolicy:
         return len(self.ingress) + len(self.egress)
 
 
+def lab_machine_rules(policy: HostPolicy, inside: str, harness_ips: Iterable[str] = ()) -> list[Rule]:
+    """What the lab machine may open to this instance: an outside operator's rights plus the harness's.
+
+    The lab machine is two things AWS keeps apart. It is the operator outside the VPCs: it gets
+    every ingress rule whose source CIDR is not inside `inside` (the lab's whole address range),
+    i.e. what admin_cidrs and dashboard_cidrs opened (the bastion's SSH, the dashboards) and
+    nothing more, so SSH straight to a broker is dropped as on AWS. It is also the test harness
+    (the benchmark's load generator, the metric probes), which on AWS would be an instance in
+    the VPC: it gets the rules naming `harness_ips`, the members of the groups it stands in for.
+    One rule per (protocol, ports), the first reason kept.
+    """
+    lab_range = ipaddress.ip_network(inside)
+    harness = {f"{ip}/32" for ip in harness_ips}
+    out: dict[tuple[str, tuple[int, int] | None], Rule] = {}
+    for rule in policy.ingress:
+        outside = not ipaddress.ip_network(rule.peer).subnet_of(lab_range)  # type: ignore[arg-type]
+        if outside or rule.peer in harness:
+            role = "operator" if outside else "harness"
+            granted = Rule("ingress", rule.protocol, rule.ports, rule.peer, f"{role}: {rule.why}")
+            out.setdefault((rule.protocol, rule.ports), granted)
+    return sorted(out.values())
+
+
 def protocol_name(ip_protocol: str | int) -> str:
     value = str(ip_protocol).lower()
     return _PROTOCOL_NAMES.get(value, value)

@@ -98,7 +98,10 @@ def probe_icmp(host: str, timeout: float) -> str:
     packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, 1) + payload
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
         s.settimeout(timeout)
-        s.sendto(packet, (host, 0))
+        try:
+            s.sendto(packet, (host, 0))
+        except PermissionError:  # dropped by this machine's own OUTPUT rules: nothing left it
+            return "timeout"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

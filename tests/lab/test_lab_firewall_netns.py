@@ -211,7 +211,8 @@ def stand_in_lab() -> Iterator[dict]:
             lab.write_sysctl(key, value)
         veths = {h.name: firewall.host_veth(h.name, lab) for h in HOSTS}
         members = [(h.name, h.ip, [h.group]) for h in (*HOSTS, STOPPED)]
-        plan = firewall.plan(GROUPS, members, veths)
+        # the lab machine stands in for a collector as the test harness (lab.firewall)
+        plan = firewall.plan(GROUPS, members, veths, harness_ips=[COLLECTOR.ip])
         planned = plan.hosts
         saved: dict[str, str] = {}
         started = time.monotonic()
@@ -276,6 +277,54 @@ def test_ports_no_group_opens_are_dropped(stand_in_lab):
         }
     )
     assert set(results.values()) == {"timeout"}, results
+
+
+def from_lab_machine(kind: str, dst: Host, port: int | None = None) -> str:
+    args = [kind, dst.ip, *([str(port)] if port is not None else []), "--timeout", str(DENIED_TIMEOUT_S)]
+    return sh(sys.executable, PROBE, *args, ns=LAB_NS).stdout.strip()
+
+
+def test_the_lab_machine_reaches_only_what_an_outside_operator_and_the_harness_may(stand_in_lab):
+    """OUTPUT is filtered too: the lab machine is the operator outside the VPC (monitoring's
+    Prometheus is open to 0.0.0.0/0) and the harness standing in for a collector (Kafka's client
+    port); SSH to a broker, Kafka's JMX port, the collector's node_exporter are dropped."""
+    cases = {
+        "prometheus (open to the world)": ("tcp", MONITORING, PROMETHEUS),
+        "kafka client (harness as a collector)": ("tcp", KAFKA, KAFKA_CLIENT),
+        "kafka ssh": ("tcp", KAFKA, SSH),
+        "kafka jmx (monitoring only)": ("tcp", KAFKA, KAFKA_JMX),
+        "collector node_exporter": ("tcp", COLLECTOR, NODE_EXPORTER),
+        "kafka icmp": ("icmp", KAFKA, None),
+    }
+    with ThreadPoolExecutor(max_workers=len(cases)) as pool:
+        futures = {name: pool.submit(from_lab_machine, *args) for name, args in cases.items()}
+        results = {name: f.result() for name, f in futures.items()}
+    assert results == {
+        "prometheus (open to the world)": "ok",
+        "kafka client (harness as a collector)": "ok",
+        "kafka ssh": "timeout",
+        "kafka jmx (monitoring only)": "timeout",
+        "collector node_exporter": "timeout",
+        "kafka icmp": "timeout",
+    }
+
+
+def test_hosts_still_reach_the_lab_machines_services(stand_in_lab):
+    """The artifact mirror and the resolver live on the lab machine: their replies leave through
+    the filtered OUTPUT and pass as established."""
+    gateway = GATEWAYS[0].split("/")[0]
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", LAB_NS, sys.executable, PROBE, "serve", "--tcp", "18585"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_ready(server)
+        res = sh(sys.executable, PROBE, "tcp", gateway, "18585", "--timeout", "5", ns=MONITORING.ns)
+        assert res.stdout.strip() == "ok"
+    finally:
+        server.kill()
+        server.wait(timeout=10)
 
 
 def test_counts_show_the_rules_in_force_and_the_drops(stand_in_lab):

@@ -14,13 +14,14 @@ there. Ports come from platform.yml.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 
 import pytest
 from fmsops.platform_contract import load
 from lab import firewall, state
 from lab.envs import ENVS
-from lab_support import cli_env, first_in_group, lab_cli, tcp_from
+from lab_support import cli_env, first_in_group, host_ssh, lab_cli, tcp_from
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -29,6 +30,8 @@ SSH = CONTRACT.port("ssh")
 KAFKA_JMX = CONTRACT.port("kafka_jmx_exporter")
 PROMETHEUS = CONTRACT.port("prometheus")
 COLLECTOR_METRICS = CONTRACT.port("collector_metrics")
+KAFKA_CLIENT = CONTRACT.port("kafka_client")
+DATANODE_HTTP = CONTRACT.port("hdfs_datanode_http")  # opened to the bastion only
 CONNECT_TIMEOUT_S = 3  # a dropped SYN is retried at 1 s and 3 s: 3 s is already far past an answer
 
 
@@ -40,7 +43,10 @@ def connect(src: str, dst: str, port: int) -> str:
 @pytest.fixture(scope="module")
 def roles(converged) -> dict[str, str]:
     """One host per role the probes need."""
-    return {g: first_in_group(g) for g in ("kafka", "collector", "monitoring", "spark_master")}
+    return {
+        g: first_in_group(g)
+        for g in ("kafka", "collector", "monitoring", "spark_master", "bastion", "hdfs_datanode")
+    }
 
 
 def test_every_host_has_its_groups_enforced(converged):
@@ -92,3 +98,37 @@ def test_the_drops_were_the_security_groups(roles):
     """The broker's default-deny rule counted the probes above (not a host firewall, not a timeout)."""
     broker = state.load_hosts()[roles["kafka"]]
     assert firewall.counts(ENVS["primary"], [broker["ip"]])[broker["ip"]].dropped_in > 0
+
+
+def connect_from_lab_machine(dst: str, port: int) -> str:
+    """From the lab machine itself (the operator, the harness) to host `dst` on `port`."""
+    try:
+        with socket.create_connection((state.load_hosts()[dst]["ip"], port), timeout=CONNECT_TIMEOUT_S):
+            return "open"
+    except ConnectionRefusedError:
+        return "refused"
+    except (TimeoutError, PermissionError):  # a SYN the lab machine's OUTPUT rules dropped
+        return "dropped"
+
+
+def test_the_operator_reaches_the_bastion_and_the_rest_only_through_it(roles):
+    """As on AWS: from the operator's network (lab.tfvars' admin_cidrs) only the bastion's SSH is
+    open; a broker's sshd and a DataNode's UI (open to the bastion) are not reachable directly,
+    yet ssh to the broker works - through the bastion, the path Ansible took to converge it."""
+    broker, bastion, datanode = roles["kafka"], roles["bastion"], roles["hdfs_datanode"]
+    assert connect(datanode, datanode, DATANODE_HTTP) == "open"  # the UI listens
+    assert connect_from_lab_machine(bastion, SSH) == "open"
+    assert connect_from_lab_machine(broker, SSH) == "dropped"
+    assert connect_from_lab_machine(datanode, DATANODE_HTTP) == "dropped"
+    assert connect(bastion, datanode, DATANODE_HTTP) == "open"  # an ssh tunnel's way in
+    res = host_ssh(broker, "hostname")
+    assert res.returncode == 0 and res.stdout.strip() == broker, res
+
+
+def test_the_harness_reaches_what_a_collector_and_prometheus_may(roles):
+    """The benchmark produces from the lab machine as a collector would: Kafka's client port is
+    open to it, Kafka's JMX port too (Prometheus's right), SSH is not."""
+    broker = roles["kafka"]
+    assert connect_from_lab_machine(broker, KAFKA_CLIENT) == "open"
+    assert connect_from_lab_machine(broker, KAFKA_JMX) == "open"
+    assert connect_from_lab_machine(roles["spark_master"], SSH) == "dropped"

@@ -116,6 +116,12 @@ def test_up_enforces_the_groups_the_emulator_returns(emulated, monkeypatch):
         ((SPARK_RPC.port, SPARK_RPC.port_to), f"{ip['spark-1']}/32")
     }
     assert calls["hosts"]["collector-1"].policy.ingress == []
+    # the lab machine, standing in for a collector as the benchmark's producer, may reach the
+    # brokers' client port; nothing else (no office CIDR in these groups)
+    assert {(r.protocol, r.ports) for r in calls["hosts"]["kafka-1"].from_lab_machine} == {
+        ("tcp", (KAFKA_CLIENT, KAFKA_CLIENT))
+    }
+    assert calls["hosts"]["spark-1"].from_lab_machine == ()
     assert calls["hosts"]["collector-1"].veth == "vb-collector-1"
     assert calls["resolvers"] == ["10.255.255.53"]
     assert lab["saved_sysctls"] == {"net.bridge.bridge-nf-call-iptables": "0"}  # kept for `down`

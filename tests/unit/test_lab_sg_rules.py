@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fmsops.platform_contract import load
 from lab import firewall, sg_iptables
-from lab.sg_rules import Rule, TranslationError, translate
+from lab.sg_rules import Rule, TranslationError, lab_machine_rules, translate
 
 CONTRACT = load()
 KAFKA_CLIENT = CONTRACT.port("kafka_client")
@@ -23,6 +23,8 @@ SSH = CONTRACT.port("ssh")
 
 VPC = "198.18.0.0/16"
 PEER = "198.19.0.0/16"
+LAB_RANGE = "198.18.0.0/15"
+OFFICE = "203.0.113.0/24"  # admin_cidrs / dashboard_cidrs in lab.tfvars
 KAFKA_1, KAFKA_2, MONITORING, COLLECTOR, SPARK_1, SPARK_2 = (
     "198.18.128.4",
     "198.18.128.5",
@@ -31,6 +33,7 @@ KAFKA_1, KAFKA_2, MONITORING, COLLECTOR, SPARK_1, SPARK_2 = (
     "198.18.64.6",
     "198.18.64.8",
 )
+BASTION = "198.18.0.10"
 
 
 def perm(protocol: str, first: int | None = None, last: int | None = None, **peers: Any) -> dict[str, Any]:
@@ -67,6 +70,7 @@ GROUPS = [
     group("sg-spark", [perm("tcp", SPARK_RPC.port, SPARK_RPC.port_to, groups=["sg-spark"])]),
     group("sg-monitoring", [perm("udp", GOSSIP.port, groups=["sg-monitoring"])]),
     group("sg-collector", []),
+    group("sg-bastion", [perm("tcp", SSH, cidrs=[OFFICE])]),
 ]
 INSTANCES = [
     (KAFKA_1, ["sg-kafka"]),
@@ -75,6 +79,7 @@ INSTANCES = [
     (COLLECTOR, ["sg-collector"]),
     (SPARK_1, ["sg-spark"]),
     (SPARK_2, ["sg-spark"]),
+    (BASTION, ["sg-bastion"]),
 ]
 
 
@@ -220,7 +225,7 @@ def test_addresses_are_bound_to_ports_before_conntrack_lets_replies_through(rule
 def test_every_host_chain_ends_in_default_deny(ruleset):
     ips = (KAFKA_1, KAFKA_2, MONITORING, COLLECTOR)
     host_chains = [sg_iptables.host_chain("primary", ip, d) for ip in ips for d in ("egress", "ingress")]
-    assert set(ruleset.chains) == {"FMS-SG-primary", "FMS-SG-primary-IN", *host_chains}
+    assert set(ruleset.chains) == {"FMS-SG-primary", "FMS-SG-primary-IN", "FMS-SG-primary-LM", *host_chains}
     for chain in host_chains:
         assert words(ruleset.chains[chain][-1]).endswith("-j DROP"), chain
         assert len(chain) <= sg_iptables.MAX_CHAIN_NAME
@@ -240,6 +245,7 @@ def test_hooks_take_traffic_from_and_to_the_bridge_once(ruleset):
     assert [h.rule.replace(" -m comment --comment fms-lab:primary", "") for h in ruleset.hooks] == [
         "-A FORWARD -i fmsbr-primary -j FMS-SG-primary",
         "-A FORWARD ! -i fmsbr-primary -o fmsbr-primary -j FMS-SG-primary",
+        "-A OUTPUT -o fmsbr-primary -j FMS-SG-primary-LM",
     ]
 
 
@@ -276,3 +282,69 @@ def test_plan_reports_unresolved_groups_and_hosts_without_a_port():
         "group sg-collector has no lab host: the 1 permissions naming it allow nothing here"
     ]
     assert planned.warnings == ["monitoring-1: no veth on the bridge (not running); its address is blocked"]
+
+
+# ---------------------------------------------------------------------------- the lab machine
+
+
+def test_the_lab_machine_as_operator_gets_only_what_the_office_cidrs_opened(policies):
+    """admin_cidrs opened the bastion's SSH to the office: the lab machine (the operator) may
+    open that and nothing on the brokers, whose rules all name groups or the peer VPC."""
+    bastion = lab_machine_rules(policies[BASTION], LAB_RANGE)
+    assert keys(bastion) == {("tcp", (SSH, SSH), OFFICE)}
+    assert bastion[0].why.startswith("operator: ")
+    # the peer VPC (DR) is inside the lab range: the operator gets nothing from its rules
+    assert lab_machine_rules(policies[KAFKA_1], LAB_RANGE) == []
+
+
+def test_the_lab_machine_as_harness_gets_the_rights_of_the_groups_it_stands_in_for(policies):
+    rules = lab_machine_rules(policies[KAFKA_1], LAB_RANGE, harness_ips=[COLLECTOR, MONITORING])
+    assert {(r.protocol, r.ports) for r in rules} == {
+        ("tcp", (KAFKA_CLIENT, KAFKA_CLIENT)),
+        ("tcp", (KAFKA_JMX, KAFKA_JMX)),
+    }
+    assert all(r.why.startswith("harness: ") for r in rules)
+    # a right two members share is one rule
+    assert len(lab_machine_rules(policies[KAFKA_1], LAB_RANGE, harness_ips=[COLLECTOR, KAFKA_2])) == 1
+
+
+def test_a_world_open_rule_reaches_the_lab_machine_too():
+    groups = [group("sg-open", [perm("tcp", SSH, cidrs=["0.0.0.0/0"])])]
+    policy = translate(groups, [(BASTION, ["sg-open"])])[BASTION]
+    assert keys(lab_machine_rules(policy, LAB_RANGE)) == {("tcp", (SSH, SSH), "0.0.0.0/0")}
+
+
+def test_the_lab_machine_chain_lets_replies_through_then_allows_per_host_then_drops(policies):
+    hosts = [
+        sg_iptables.HostFirewall(
+            "bastion-1",
+            "vb-bastion-1",
+            policies[BASTION],
+            tuple(lab_machine_rules(policies[BASTION], LAB_RANGE)),
+        ),
+        sg_iptables.HostFirewall("kafka-1", "vb-kafka-1", policies[KAFKA_1]),
+    ]
+    chain = [
+        words(s)
+        for s in sg_iptables.render("primary", "fmsbr-primary", "fms-lab:primary", hosts).chains[
+            "FMS-SG-primary-LM"
+        ]
+    ]
+    assert "ESTABLISHED,RELATED" in chain[0] and chain[0].endswith("-j RETURN")
+    allows = [r for r in chain if r.endswith("-j RETURN")][1:]
+    assert len(allows) == 1 and allows[0].startswith(f"-d {BASTION}/32 -p tcp --dport {SSH} ")
+    assert chain[-1].endswith("-j DROP") and "-d" not in chain[-1].split()
+
+
+def test_plan_gives_each_host_the_lab_machines_rights(policies):
+    hosts = [
+        (name, ip, gs)
+        for name, (ip, gs) in zip(("k1", "k2", "m", "c", "s1", "s2", "b"), INSTANCES, strict=True)
+    ]
+    planned = firewall.plan(GROUPS, hosts, {}, harness_ips=[COLLECTOR])
+    by_name = {h.name: h for h in planned.hosts}
+    assert keys(list(by_name["b"].from_lab_machine)) == {("tcp", (SSH, SSH), OFFICE)}
+    assert keys(list(by_name["k1"].from_lab_machine)) == {
+        ("tcp", (KAFKA_CLIENT, KAFKA_CLIENT), f"{COLLECTOR}/32")
+    }
+    assert by_name["s1"].from_lab_machine == ()
