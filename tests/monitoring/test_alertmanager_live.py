@@ -93,8 +93,21 @@ def site_ca(rendered: Path) -> ssl.SSLContext:
 
 
 @contextmanager
-def _serve(cmd: list[str], log: Path, server: Server) -> Iterator[Server]:
-    """Run a server until its authenticated readiness probe answers 200 over TLS; stop it afterwards."""
+def _serve(
+    name: str, binary: str, config: Path, rendered: Path, ca: ssl.SSLContext, port: int, *args: str
+) -> Iterator[Server]:
+    """Run `name` (prometheus or alertmanager) with `config` and its rendered web config (the site
+    password, TLS) on loopback until its authenticated readiness probe answers 200 over TLS."""
+    password = (rendered / "secrets" / "monitoring" / f"{name}-web.password").read_text().strip()
+    server = Server(f"https://127.0.0.1:{port}", password, ca)
+    cmd = [
+        binary,
+        f"--config.file={config}",
+        f"--web.config.file={rendered / name / 'web.yml'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        *args,
+    ]
+    log = config.with_suffix(".log")
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("w"))
     try:
         deadline = time.monotonic() + 30
@@ -126,18 +139,9 @@ def alertmanager(rendered: Path, webhook, site_ca, tmp_path: Path):
         for r in config["receivers"]
     ]
     (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
-    password = (rendered / "secrets" / "monitoring" / "alertmanager-web.password").read_text().strip()
-    cmd = [
-        binary,
-        f"--config.file={tmp_path / 'alertmanager.yml'}",
-        f"--web.config.file={rendered / 'alertmanager' / 'web.yml'}",
-        f"--storage.path={tmp_path / 'am-data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",
-    ]
-    server = Server(f"https://127.0.0.1:{port}", password, site_ca)
-    with _serve(cmd, tmp_path / "alertmanager.log", server) as am:
+    config_file, port = tmp_path / "alertmanager.yml", _free_port()
+    args = f"--storage.path={tmp_path / 'am-data'}", "--cluster.listen-address="
+    with _serve("alertmanager", binary, config_file, rendered, site_ca, port, *args) as am:
         yield am, deliveries
 
 
@@ -164,18 +168,12 @@ def prometheus(rendered: Path, alertmanager, site_ca, tmp_path: Path) -> Iterato
     jobs["alertmanager"]["static_configs"] = [{"targets": [urllib.parse.urlsplit(am.base).netloc]}]
     config["scrape_configs"] = [jobs["prometheus"], jobs["alertmanager"]]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    password = (rendered / "secrets" / "monitoring" / "prometheus-web.password").read_text().strip()
-    cmd = [
-        binary,
-        f"--config.file={tmp_path / 'prometheus.yml'}",
-        f"--web.config.file={rendered / 'prometheus' / 'web.yml'}",
+    args = (
         f"--storage.tsdb.path={tmp_path / 'prom-data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
         # the first notification may leave before Alertmanager is discovered: resend soon, not after 1m
         "--rules.alert.resend-delay=1s",
-    ]
-    server = Server(f"https://127.0.0.1:{port}", password, site_ca)
-    with _serve(cmd, tmp_path / "prometheus.log", server) as prom:
+    )
+    with _serve("prometheus", binary, tmp_path / "prometheus.yml", rendered, site_ca, port, *args) as prom:
         yield prom
 
 
