@@ -1,38 +1,58 @@
 """Where the converged lab's services answer, for `lab.py status` and the end of `make lab`.
 
-The ports are the roles' defaults (the lab overrides none of them). Written to
-<lab>/services.json after a successful converge; `status` shows them per host;
-`down` forgets the hosts it removes.
+The ports are the platform contract's (platform.yml), which the roles listen on
+(the lab overrides none of them). Prometheus and Alertmanager answer over HTTPS
+only, with a certificate from the env's site CA (<lab>/secrets/<env>/pki/ca.crt).
+Written to <lab>/services.json after a successful converge; `status` shows them
+per host; `down` forgets the hosts it removes.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from . import state
+from . import converge, state
 
-# inventory group -> (label, URL template); {ip} is the host's private address.
+# inventory group -> (label, URL template); {ip} is the host's private address, any other
+# {name} the port of that name in the platform contract.
 GROUP_URLS: dict[str, list[tuple[str, str]]] = {
-    "kafka": [("kafka", "SASL_SSL {ip}:9092")],
-    "hdfs_namenode": [("namenode-ui", "http://{ip}:9870/")],
+    "kafka": [("kafka", "SASL_SSL {ip}:{kafka_client}")],
+    "hdfs_namenode": [("namenode-ui", "http://{ip}:{hdfs_namenode_http}/")],
     "spark_master": [
-        ("spark-ui", "http://{ip}:8080/"),
-        ("stream-ui", "http://{ip}:4040/"),
-        ("stream-metrics", "http://{ip}:9311/metrics"),
+        ("spark-ui", "http://{ip}:{spark_master_ui}/"),
+        ("stream-ui", "http://{ip}:{spark_driver_ui}/"),
+        ("stream-metrics", "http://{ip}:{stream_metrics}/metrics"),
     ],
-    "monitoring": [("prometheus", "http://{ip}:9090/"), ("alertmanager", "http://{ip}:9093/")],
-    "collector": [("collector-metrics", "http://{ip}:9310/metrics")],
+    "monitoring": [
+        ("prometheus", "https://{ip}:{prometheus}/"),
+        ("alertmanager", "https://{ip}:{alertmanager}/"),
+    ],
+    "collector": [("collector-metrics", "http://{ip}:{collector_metrics}/metrics")],
 }
 
 
+def site_ca(env_name: str) -> Path:
+    """The env's site CA certificate (created by the first converge), which Prometheus' and
+    Alertmanager's certificates chain to: clients on the lab machine verify against it."""
+    return converge.secrets_dir(env_name) / "pki" / "ca.crt"
+
+
 def urls_by_host(env_name: str) -> dict[str, list[str]]:
+    from fmsops import platform_contract  # lazily: PyYAML, only once hosts exist
+
+    ports = {name: port.port for name, port in platform_contract.load().ports.items()}
     out: dict[str, list[str]] = {}
     for rec in state.load_hosts().values():
         if rec.get("env") != env_name:
             continue
         groups = rec.get("roles") or [rec.get("role")]
-        urls = [f"{label}={tpl.format(ip=rec['ip'])}" for g in groups for label, tpl in GROUP_URLS.get(g, [])]
+        urls = [
+            f"{label}={tpl.format(ip=rec['ip'], **ports)}"
+            for g in groups
+            for label, tpl in GROUP_URLS.get(g, [])
+        ]
         if urls:
             out[rec["name"]] = urls
     return out
@@ -75,7 +95,7 @@ def print_pipeline_steps(env_name: str) -> None:
     lab_dir = state.lab_dir()
     lab_env = "" if lab_dir == state.REPO / ".lab" else f"FMS_LAB_DIR={lab_dir} "
     master, collector, mon = (first_host(env_name, g) for g in ("spark_master", "collector", "monitoring"))
-    secrets = lab_dir / "secrets" / env_name / "monitoring" / "prometheus-web.password"
+    secrets = converge.secrets_dir(env_name) / "monitoring" / "prometheus-web.password"
     print("\nthe pipeline:")
     if collector:
         print(f"  collector:  fms-collector on {collector} simulates the fleet and sends to fms.sensor.raw")
@@ -86,6 +106,7 @@ def print_pipeline_steps(env_name: str) -> None:
         print(f"  prove it:   {lab_env}scripts/lab.py ssh {master} fms-spark-job audit")
         print("              (every raw record stored, dead-lettered or a counted duplicate: JSON, exit 0)")
     if mon:
-        print(f"  dashboards: Prometheus on {mon} (user admin, password in {secrets});")
+        print(f"  dashboards: Prometheus on {mon} over HTTPS (user admin, password in {secrets};")
+        print(f"              the certificate is from the site CA {site_ca(env_name)})")
         print("              Grafana is not converged in the lab (no package source here)")
     print(f"  URLs:       {lab_env}scripts/lab.py status (SERVICES column)")

@@ -2,11 +2,13 @@
 Spark nodes), Prometheus, Alertmanager and Grafana (monitoring nodes).
 
 Per node: services, ports, users, file modes, metrics served. Per cluster (run on
-each monitoring node): anonymous requests are refused, every Prometheus target is
-up, the rule groups loaded without errors, Prometheus sees Alertmanager. HTTP
-requests are made on the nodes themselves (python3 is there for Ansible), so the
-checks work through a bastion too; the web passwords are read from the files the
-prometheus role deployed. Grafana is skipped, saying so, where it was not converged.
+each monitoring node): Prometheus and Alertmanager answer only over HTTPS with a
+certificate from the site CA for the node's name, anonymous requests are refused,
+every Prometheus target is up (itself and Alertmanager scraped over https), the
+rule groups loaded without errors, Prometheus sees Alertmanager at an https URL.
+HTTP requests are made on the nodes themselves (python3 is there for Ansible), so
+the checks work through a bastion too; the web passwords are read from the files
+the prometheus role deployed. Grafana is skipped, saying so, where it was not converged.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 
 import pytest
 from fmsops.platform_contract import load as load_platform
-from infra_helpers import http
+from infra_helpers import SITE_CA, http
 
 # Ports from the platform contract (platform.yml), the ones the roles configure.
 PORT = load_platform().port
@@ -114,29 +116,62 @@ def prometheus(platform, monitoring_node):
     return host, ("admin", read_secret(host, "/etc/prometheus/secrets/prometheus.password"))
 
 
+def _prom(path: str) -> str:
+    return f"https://127.0.0.1:{PORT('prometheus')}{path}"
+
+
 def test_prometheus_service_and_files(prometheus):
     host, (_, password) = prometheus
     service = host.service("prometheus")
     assert service.is_running and service.is_enabled
     assert host.socket(f"tcp://0.0.0.0:{PORT('prometheus')}").is_listening
     assert host.process.get(comm="prometheus").user == "prometheus"
-    for path in ("prometheus.yml", "web.yml", "secrets/prometheus.password", "secrets/alertmanager.password"):
+    for path in (
+        "prometheus.yml",
+        "web.yml",
+        "secrets/prometheus.password",
+        "secrets/alertmanager.password",
+        "tls/server.key",
+    ):
         config = host.file(f"/etc/prometheus/{path}")
         assert (config.user, config.group, config.mode) == ("root", "prometheus", 0o640), path
     web = host.file("/etc/prometheus/web.yml").content_string
     assert "$2b$" in web and password not in web
+    assert "tls_server_config:" in web and "/etc/prometheus/tls/server.key" in web
 
 
 def test_prometheus_refuses_anonymous_requests(prometheus):
     host, (user, password) = prometheus
-    assert http(host, f"http://127.0.0.1:{PORT('prometheus')}/api/v1/targets")[0] == 401
-    assert http(host, f"http://127.0.0.1:{PORT('prometheus')}/-/ready", user, "not-the-password")[0] == 401
-    assert http(host, f"http://127.0.0.1:{PORT('prometheus')}/-/ready", user, password)[0] == 200
+    assert http(host, _prom("/api/v1/targets"), cafile=SITE_CA)[0] == 401
+    assert http(host, _prom("/-/ready"), user, "not-the-password", cafile=SITE_CA)[0] == 401
+    assert http(host, _prom("/-/ready"), user, password, cafile=SITE_CA)[0] == 200
+
+
+@pytest.mark.parametrize(
+    "component,password_file",
+    [
+        ("prometheus", "/etc/prometheus/secrets/prometheus.password"),
+        ("alertmanager", "/etc/prometheus/secrets/alertmanager.password"),
+    ],
+)
+def test_web_endpoints_answer_only_over_tls_from_the_site_ca(
+    platform, monitoring_node, component, password_file
+):
+    """HTTPS with a certificate the site CA issued for the node's name (what other hosts connect to);
+    plain HTTP gets 400 and never reaches the API."""
+    host = platform.host(monitoring_node)
+    password = read_secret(host, password_file)
+    port = PORT(component)
+    for address in (platform.node_name(monitoring_node), "127.0.0.1"):
+        status, body = http(host, f"https://{address}:{port}/-/ready", "admin", password, cafile=SITE_CA)
+        assert status == 200, f"{component} via {address}: {status} {body[:300]}"
+    status, body = http(host, f"http://127.0.0.1:{port}/-/ready", "admin", password)
+    assert status == 400 and "HTTPS" in body, f"{component} answered plain HTTP: {status} {body[:300]}"
 
 
 def test_every_prometheus_target_is_up(prometheus):
     host, auth = prometheus
-    status, body = http(host, f"http://127.0.0.1:{PORT('prometheus')}/api/v1/targets?state=active", *auth)
+    status, body = http(host, _prom("/api/v1/targets?state=active"), *auth, cafile=SITE_CA)
     assert status == 200
     targets = json.loads(body)["data"]["activeTargets"]
     assert targets, "no active targets"
@@ -147,11 +182,13 @@ def test_every_prometheus_target_is_up(prometheus):
     ]
     assert not down, "targets not up:\n" + "\n".join(down)
     assert {t["labels"]["job"] for t in targets} >= {"node", "prometheus", "alertmanager"}
+    plain = [t["scrapeUrl"] for t in targets if t["labels"]["job"] in ("prometheus", "alertmanager")]
+    assert all(url.startswith("https://") for url in plain), plain
 
 
 def test_prometheus_rules_loaded_without_errors(prometheus):
     host, auth = prometheus
-    status, body = http(host, f"http://127.0.0.1:{PORT('prometheus')}/api/v1/rules", *auth)
+    status, body = http(host, _prom("/api/v1/rules"), *auth, cafile=SITE_CA)
     assert status == 200
     groups = json.loads(body)["data"]["groups"]
     assert {g["name"] for g in groups} >= RULE_GROUPS
@@ -166,9 +203,11 @@ def test_prometheus_rules_loaded_without_errors(prometheus):
 
 def test_prometheus_sees_alertmanager(prometheus):
     host, auth = prometheus
-    status, body = http(host, f"http://127.0.0.1:{PORT('prometheus')}/api/v1/alertmanagers", *auth)
+    status, body = http(host, _prom("/api/v1/alertmanagers"), *auth, cafile=SITE_CA)
     assert status == 200
-    assert json.loads(body)["data"]["activeAlertmanagers"], "no active Alertmanager"
+    active = json.loads(body)["data"]["activeAlertmanagers"]
+    assert active, "no active Alertmanager"
+    assert all(am["url"].startswith("https://") for am in active), active
 
 
 # --- Alertmanager (monitoring nodes) ----------------------------------------------------------
@@ -182,12 +221,15 @@ def test_alertmanager(platform, monitoring_node):
     assert host.process.get(comm="alertmanager").user == "alertmanager"
     config = host.file("/etc/alertmanager/alertmanager.yml")
     assert (config.group, config.mode) == ("alertmanager", 0o640)
+    key = host.file("/etc/alertmanager/tls/server.key")
+    assert (key.user, key.group, key.mode) == ("root", "alertmanager", 0o640)
     password = read_secret(host, "/etc/prometheus/secrets/alertmanager.password")
-    assert http(host, f"http://127.0.0.1:{PORT('alertmanager')}/api/v2/status")[0] == 401
-    status, body = http(host, f"http://127.0.0.1:{PORT('alertmanager')}/api/v2/status", "admin", password)
+    base = f"https://127.0.0.1:{PORT('alertmanager')}"
+    assert http(host, f"{base}/api/v2/status", cafile=SITE_CA)[0] == 401
+    status, body = http(host, f"{base}/api/v2/status", "admin", password, cafile=SITE_CA)
     assert status == 200
     assert json.loads(body)["config"]["original"], "Alertmanager has no configuration"
-    assert http(host, f"http://127.0.0.1:{PORT('alertmanager')}/-/ready", "admin", password)[0] == 200
+    assert http(host, f"{base}/-/ready", "admin", password, cafile=SITE_CA)[0] == 200
 
 
 # --- Grafana (monitoring nodes) ----------------------------------------------------------------
@@ -207,3 +249,7 @@ def test_grafana(platform, monitoring_node):
     )
     assert status == 200
     assert {d["uid"] for d in json.loads(body)} >= DASHBOARDS
+    # the datasource reaches Prometheus over HTTPS, verified against the site CA
+    health = f"http://127.0.0.1:{PORT('grafana')}/api/datasources/uid/fms-prometheus/health"
+    status, body = http(host, health, "admin", password)
+    assert status == 200 and json.loads(body).get("status") == "OK", body[:500]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import ssl
 import threading
 import time
 import urllib.request
@@ -37,7 +38,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from fms_jobs.quality.reasons import ReasonCode
-from lab import state
+from fmsops.platform_contract import load as load_platform
+from lab import services, state
 from lab_support import REPO, host_ssh, must, outputs
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -225,10 +227,13 @@ def _scraped_metric_names() -> set[str]:
     ip = state.load_hosts()[monitoring]["ip"]
     secrets = state.lab_dir() / "secrets" / "primary" / "monitoring"
     password = (secrets / "prometheus-web.password").read_text()
-    request = urllib.request.Request(f"http://{ip}:9090/api/v1/label/__name__/values")
+    port = load_platform().port("prometheus")
+    request = urllib.request.Request(f"https://{ip}:{port}/api/v1/label/__name__/values")
     token = base64.b64encode(f"admin:{password.strip()}".encode()).decode()
     request.add_header("Authorization", f"Basic {token}")
-    with urllib.request.urlopen(request, timeout=30) as response:
+    # HTTPS only; the certificate names the node's address and chains to the env's site CA
+    site_ca = ssl.create_default_context(cafile=str(services.site_ca("primary")))
+    with urllib.request.urlopen(request, timeout=30, context=site_ca) as response:
         return set(json.load(response)["data"])
 
 

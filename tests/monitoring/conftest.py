@@ -4,11 +4,14 @@ They need the CLIs of Debian's ``prometheus`` and ``prometheus-alertmanager``
 packages (installed by ``make bootstrap``): ``promtool`` and ``amtool``. Set
 FMS_PROMTOOL / FMS_AMTOOL to use other builds (e.g. the 3.x promtool of the lab
 mirror). Role templates are rendered with Ansible itself
-(render/render.yml against the sample inventory render/inventory.yml).
+(render/render.yml against the sample inventory render/inventory.yml), with a
+test site CA in place of the one site.yml's preflight creates (site_secrets).
 """
 
 from __future__ import annotations
 
+import datetime
+import functools
 import os
 import shutil
 import subprocess
@@ -67,10 +70,70 @@ def require_passlib() -> None:
         )
 
 
+@functools.cache
+def test_ca() -> tuple[bytes, bytes]:
+    """(key PEM, certificate PEM) of a site CA for this test session, shaped like common/pki_ca.yml's
+    (CA:TRUE, pathlen 0, keyCertSign) but an EC key: quick to make, and render.yml signs with it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "FMS test internal CA"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "FMS Platform"),
+        ]
+    )
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _install_test_ca(secrets_dir: Path) -> None:
+    """Put the session's CA where site.yml's preflight (common/site_secrets) creates the site CA."""
+    pki = secrets_dir / "pki"
+    (pki / "hosts").mkdir(parents=True, exist_ok=True)
+    key_pem, cert_pem = test_ca()
+    if not (pki / "ca.crt").exists():
+        (pki / "ca.key").write_bytes(key_pem)
+        (pki / "ca.key").chmod(0o600)
+        (pki / "ca.crt").write_bytes(cert_pem)
+
+
 def render(
     out_dir: Path, *extra: str, tags: str | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:
     """Run render/render.yml into `out_dir` (also used for the preflight failure tests)."""
+    _install_test_ca(out_dir / "secrets")
     env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_CONFIG"}
     env.update(
         FMS_RENDER_DIR=str(out_dir),

@@ -72,6 +72,30 @@ def test_web_config_holds_a_bcrypt_hash_of_the_site_password(rendered, component
     assert password not in (rendered / component / "web.yml").read_text()
 
 
+@pytest.mark.parametrize("component", ["prometheus", "alertmanager"])
+def test_web_config_serves_tls_with_the_site_ca_certificate(rendered, component):
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    tls = load_yaml(rendered / component / "web.yml")["tls_server_config"]
+    assert tls == {
+        "cert_file": str(rendered / component / "tls" / "server.crt"),
+        "key_file": str(rendered / component / "tls" / "server.key"),
+        "min_version": "TLS12",
+    }
+    cert = x509.load_pem_x509_certificate(Path(tls["cert_file"]).read_bytes())
+    ca = x509.load_pem_x509_certificate((rendered / "secrets" / "pki" / "ca.crt").read_bytes())
+    cert.verify_directly_issued_by(ca)
+    installed_ca = (rendered / component / "tls" / "ca.crt").read_bytes()
+    assert installed_ca.strip() == ca.public_bytes(Encoding.PEM).strip()
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    # the names clients use: the node name, its address (Prometheus' targets), the probes' loopback
+    assert set(sans.get_values_for_type(x509.DNSName)) == {"monitoring-1", "localhost"}
+    assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "198.18.3.10"}
+    usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert x509.oid.ExtendedKeyUsageOID.SERVER_AUTH in usage
+
+
 def test_scrape_jobs_follow_the_inventory(prometheus_config):
     jobs = {job["job_name"]: job for job in prometheus_config["scrape_configs"]}
     assert set(jobs) == set(INVENTORY_HOSTS) | {"node"}
@@ -116,11 +140,16 @@ def test_kafka_targets_know_their_kraft_roles(prometheus_config):
 
 def test_prometheus_is_not_anonymous_towards_itself_and_alertmanager(prometheus_config, rendered):
     jobs = {job["job_name"]: job for job in prometheus_config["scrape_configs"]}
+    site_ca = {"ca_file": str(rendered / "prometheus" / "tls" / "ca.crt")}
     for name in ("prometheus", "alertmanager"):
         auth = jobs[name]["basic_auth"]
         assert auth["username"] == "admin"
         assert Path(auth["password_file"]).is_file()
+        # the password only ever goes over TLS, to a server the site CA vouches for
+        assert jobs[name]["scheme"] == "https", name
+        assert jobs[name]["tls_config"] == site_ca, name
     (am,) = prometheus_config["alerting"]["alertmanagers"]
+    assert am["scheme"] == "https" and am["tls_config"] == site_ca
     assert am["basic_auth"]["password_file"].endswith("alertmanager.password")
     assert am["static_configs"][0]["targets"] == ["198.18.3.10:9093"]
     # the password files hold the site passwords, the config only refers to them
@@ -215,7 +244,14 @@ def test_alertmanager_single_host_runs_without_cluster(rendered):
     unit = (rendered / "alertmanager" / "alertmanager.service").read_text()
     assert "--cluster.listen-address= \\" in unit
     assert "--cluster.peer" not in unit
-    assert "--web.external-url=http://198.18.3.10:9093/" in unit
+    port = load_platform().port("alertmanager")
+    assert f"--web.external-url=https://198.18.3.10:{port}/" in unit
+
+
+def test_prometheus_links_to_itself_over_https(rendered):
+    port = load_platform().port("prometheus")
+    unit = (rendered / "prometheus" / "prometheus.service").read_text()
+    assert f"--web.external-url=https://198.18.3.10:{port}/" in unit
 
 
 # --- systemd units -------------------------------------------------------------------------------
@@ -294,6 +330,12 @@ def test_grafana_datasource_and_dashboard_provider(rendered):
     assert prom["basicAuth"] is True and prom["basicAuthUser"] == "admin"
     password = (rendered / "secrets" / "monitoring" / "prometheus-web.password").read_text().strip()
     assert prom["secureJsonData"]["basicAuthPassword"] == password
+    # HTTPS to a name Prometheus' certificate holds, verified against the site CA
+    assert prom["url"] == f"https://127.0.0.1:{load_platform().port('prometheus')}"
+    assert prom["jsonData"]["tlsAuthWithCACert"] is True
+    assert not prom["jsonData"].get("tlsSkipVerify")
+    ca = (rendered / "secrets" / "pki" / "ca.crt").read_text()
+    assert prom["secureJsonData"]["tlsCACert"].strip() == ca.strip()
     (provider,) = load_yaml(rendered / "grafana" / "dashboards.yml")["providers"]
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards/fms"
     assert provider["allowUiUpdates"] is False and provider["disableDeletion"] is True

@@ -56,6 +56,16 @@ CASES = [
         id="grafana-deb-without-checksum",
     ),
     pytest.param(
+        ["-e", "grafana_prometheus_url=http://prometheus.example/"],
+        "an https grafana_prometheus_url",
+        id="grafana-plain-http-prometheus",
+    ),
+    pytest.param(
+        ["-e", "prometheus_tls_min_version=TLS10"],
+        "prometheus_tls_min_version",
+        id="prometheus-tls-too-old",
+    ),
+    pytest.param(
         ["-e", "grafana_install_method=snap"], "grafana_install_method apt or deb", id="grafana-bad-method"
     ),
     pytest.param(
