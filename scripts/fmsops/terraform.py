@@ -171,12 +171,14 @@ def lab_var_file(env: str) -> Path:
 
 
 def env_region(env: str) -> str:
-    """The region an env's terraform.tfvars sets (the lab registers its image there)."""
-    text = (TERRAFORM_DIR / "envs" / env / "terraform.tfvars").read_text()
-    match = re.search(r'^\s*region\s*=\s*"([^"]+)"', text, re.MULTILINE)
-    if not match:
-        raise ValueError(f"terraform/envs/{env}/terraform.tfvars sets no region")
-    return match.group(1)
+    """The region of stack `env` (terraform/envs/<env>), as platform.yml's stacks write it.
+
+    Terraform defaults the provider's region from the same entry, so the lab
+    registers its image where the stack looks for it.
+    """
+    from fmsops.platform_contract import load  # local: PyYAML only when asked
+
+    return load().stack(env).region
 
 
 def lab_var_files(env: str, profile: str = "lab") -> list[Path]:
