@@ -155,7 +155,7 @@ def validate(env: Env, found: Discovery) -> list[str]:
         if ip not in env.network:
             problems.append(
                 f"{inst.name}: private IP {ip} is outside the {env.name} lab CIDR {env.cidr} "
-                "(lab.tfvars must give the VPC that CIDR)"
+                "(the lab environment must give the VPC its lab_vpc_cidr from platform.yml)"
             )
     for cidr in found.subnet_cidrs:
         if not ipaddress.ip_network(cidr).subnet_of(env.network):  # type: ignore[arg-type]
