@@ -225,18 +225,12 @@ def apply_env(
 def _state_matches_emulator(state_file: Path, emulator_url: str, region: str) -> bool:
     import boto3
 
-    from fmsops.emulator import EMULATOR_ENV
+    from fmsops.emulator import boto_credentials
 
     try:
         vpc_id = json.loads(state_file.read_text())["outputs"]["vpc_id"]["value"]
     except (KeyError, ValueError):
         return False
-    ec2 = boto3.client(
-        "ec2",
-        region_name=region,
-        endpoint_url=emulator_url,
-        aws_access_key_id=EMULATOR_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=EMULATOR_ENV["AWS_SECRET_ACCESS_KEY"],
-    )
+    ec2 = boto3.client("ec2", region_name=region, endpoint_url=emulator_url, **boto_credentials())
     vpcs = ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Vpcs"]
     return bool(vpcs)

@@ -6,10 +6,11 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from fmsops.emulator import boto_credentials
+
 from .envs import LAB_RANGE, Env
 
 # Credentials the emulator accepts; they never leave the machine.
-EMULATOR_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -62,7 +63,7 @@ class Discovery:
 def ec2_client(region: str, endpoint_url: str | None):
     import boto3  # lazily: `lab status` and `down` need no AWS SDK
 
-    kwargs = dict(EMULATOR_CREDENTIALS) if endpoint_url else {}
+    kwargs = boto_credentials() if endpoint_url else {}
     return boto3.client("ec2", region_name=region, endpoint_url=endpoint_url, **kwargs)
 
 
