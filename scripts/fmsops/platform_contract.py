@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -37,6 +37,9 @@ NAME = re.compile(r"^[a-z][a-z0-9]*$")
 AWS_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
 # What AWS accepts in a security group rule description.
 AWS_DESCRIPTION = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]{1,255}$")
+
+
+_T = TypeVar("_T")
 
 
 class ContractError(ValueError):
@@ -111,19 +114,11 @@ class Platform:
 
     def environment(self, name: str) -> Environment:
         """The named environment; a ContractError naming the allowed ones otherwise."""
-        try:
-            return self.environments[name]
-        except KeyError:
-            allowed = ", ".join(self.environments)
-            raise ContractError(f"unknown environment {name!r}; platform.yml allows {allowed}") from None
+        return _named(self.environments, "environment", name)
 
     def stack(self, name: str) -> StackSpec:
         """The named stack; a ContractError naming the allowed ones otherwise."""
-        try:
-            return self.stacks[name]
-        except KeyError:
-            allowed = ", ".join(self.stacks)
-            raise ContractError(f"unknown stack {name!r}; platform.yml has {allowed}") from None
+        return _named(self.stacks, "stack", name)
 
     @property
     def security_groups(self) -> dict[str, list[str]]:
@@ -167,6 +162,12 @@ class Platform:
             for source in entry["from"]
             for protocol in p.protocols
         ]
+
+
+def _named(entries: Mapping[str, _T], kind: str, name: str) -> _T:
+    if name not in entries:
+        raise ContractError(f"unknown {kind} {name!r}; platform.yml allows {', '.join(entries)}")
+    return entries[name]
 
 
 def parse(data: Any) -> Platform:
