@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
-# Credentials moto accepts; they never leave the machine.
+# Credentials moto accepts; they never leave the machine. The one place they are
+# written: the lab, the Terraform tests and the pipeline tests take them from here
+# (as environment variables, or as boto3 keywords through boto_credentials()).
 EMULATOR_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -148,7 +150,7 @@ def register_lab_image(endpoint_url: str, region: str) -> str:
     The lab boots its own Debian 12 rootfs for every instance of this image."""
     import boto3  # deferred: the CLI's --help must not need the AWS SDK
 
-    ec2 = boto3.client("ec2", region_name=region, endpoint_url=endpoint_url, **_boto_credentials())
+    ec2 = boto3.client("ec2", region_name=region, endpoint_url=endpoint_url, **boto_credentials())
     found = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [LAB_AMI_NAME]}])[
         "Images"
     ]
@@ -164,7 +166,8 @@ def register_lab_image(endpoint_url: str, region: str) -> str:
     return str(image["ImageId"])
 
 
-def _boto_credentials() -> dict[str, str]:
+def boto_credentials() -> dict[str, str]:
+    """EMULATOR_ENV's credentials as boto3.client() keywords."""
     return {
         "aws_access_key_id": EMULATOR_ENV["AWS_ACCESS_KEY_ID"],
         "aws_secret_access_key": EMULATOR_ENV["AWS_SECRET_ACCESS_KEY"],

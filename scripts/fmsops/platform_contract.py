@@ -15,12 +15,13 @@ shadow the standard library's platform module.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -31,8 +32,14 @@ PROTOCOLS = frozenset({"tcp", "udp"})
 SUBNET_TIERS = frozenset({"public", "private", "data"})
 # The module variables a CIDR class may name (terraform/modules/security).
 CIDR_VARIABLES = frozenset({"admin_cidrs", "dashboard_cidrs", "replication_peer_cidrs"})
+# Names Terraform and AWS tags carry (environment, stack_role, Env and Stack tags).
+NAME = re.compile(r"^[a-z][a-z0-9]*$")
+AWS_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
 # What AWS accepts in a security group rule description.
 AWS_DESCRIPTION = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]{1,255}$")
+
+
+_T = TypeVar("_T")
 
 
 class ContractError(ValueError):
@@ -73,11 +80,45 @@ class Port:
 
 
 @dataclass(frozen=True)
+class Environment:
+    name: str
+    description: str
+    production: bool  # production rules apply (quorum checks, production sizing)
+    lab: bool  # the local lab: stacks use their lab_vpc_cidr
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """A Terraform root stack (terraform/envs/<name>): where it runs and whom it peers with."""
+
+    name: str
+    description: str
+    region: str
+    vpc_cidr: str
+    lab_vpc_cidr: str
+    peer: str | None
+
+    def cidr(self, environment: Environment) -> str:
+        """The stack's VPC CIDR in `environment` (the lab has addresses of its own)."""
+        return self.lab_vpc_cidr if environment.lab else self.vpc_cidr
+
+
+@dataclass(frozen=True)
 class Platform:
     """The decoded contract; `data` is the plain mapping Terraform and Ansible see."""
 
     data: Mapping[str, Any]
     ports: Mapping[str, Port]
+    environments: Mapping[str, Environment]
+    stacks: Mapping[str, StackSpec]
+
+    def environment(self, name: str) -> Environment:
+        """The named environment; a ContractError naming the allowed ones otherwise."""
+        return _named(self.environments, "environment", name)
+
+    def stack(self, name: str) -> StackSpec:
+        """The named stack; a ContractError naming the allowed ones otherwise."""
+        return _named(self.stacks, "stack", name)
 
     @property
     def security_groups(self) -> dict[str, list[str]]:
@@ -123,11 +164,17 @@ class Platform:
         ]
 
 
+def _named(entries: Mapping[str, _T], kind: str, name: str) -> _T:
+    if name not in entries:
+        raise ContractError(f"unknown {kind} {name!r}; platform.yml allows {', '.join(entries)}")
+    return entries[name]
+
+
 def parse(data: Any) -> Platform:
     """Check a decoded contract and wrap it; raises ContractError naming the wrong entry."""
     if not isinstance(data, Mapping):
         raise ContractError("platform.yml must be a mapping")
-    for section in ("security_groups", "cidr_classes", "ports"):
+    for section in ("environments", "stacks", "security_groups", "cidr_classes", "ports"):
         if not isinstance(data.get(section), Mapping) or not data[section]:
             raise ContractError(f"platform.yml needs a non-empty mapping {section!r}")
     groups = data["security_groups"]
@@ -152,12 +199,59 @@ def parse(data: Any) -> Platform:
             outer = ports.get(p.within)
             if outer is None or p.ingress or not (outer.covers(p.port) and outer.covers(p.port_to)):
                 raise ContractError(f"ports.{p.name}: must lie inside ports.{p.within} and have no ingress")
-    platform = Platform(data=data, ports=ports)
+    environments = {name: _environment(name, e) for name, e in data["environments"].items()}
+    stacks = _stacks(data["stacks"])
+    platform = Platform(data=data, ports=ports, environments=environments, stacks=stacks)
     keys = [r.key for r in platform.rules() if r.source in groups]
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:
         raise ContractError(f"two rules share a Terraform key: {duplicates}")
     return platform
+
+
+def _environment(name: str, e: Any) -> Environment:
+    if not NAME.match(name) or not isinstance(e, Mapping) or not e.get("description"):
+        raise ContractError(f"environments.{name}: needs a lower-case name and a description")
+    if not isinstance(e.get("production"), bool) or not isinstance(e.get("lab", False), bool):
+        raise ContractError(f"environments.{name}: production (and lab, if given) must be true or false")
+    return Environment(name, e["description"], e["production"], e.get("lab", False))
+
+
+def _network(where: str, cidr: Any) -> ipaddress.IPv4Network:
+    try:
+        network = ipaddress.IPv4Network(cidr)  # strict: host bits set is an error, as in Terraform
+    except (TypeError, ValueError):
+        raise ContractError(f"{where}: {cidr!r} is not an IPv4 network address") from None
+    if not 16 <= network.prefixlen <= 22:  # the network module's limit
+        raise ContractError(f"{where}: {cidr} must be between /16 and /22")
+    return network
+
+
+def _stacks(data: Mapping[str, Any]) -> dict[str, StackSpec]:
+    stacks: dict[str, StackSpec] = {}
+    for name, s in data.items():
+        where = f"stacks.{name}"
+        keys = {"description", "region", "vpc_cidr", "lab_vpc_cidr", "peer"}
+        if not NAME.match(name) or not isinstance(s, Mapping) or set(s) != keys or not s["description"]:
+            raise ContractError(f"{where}: needs a lower-case name and exactly {sorted(keys)}")
+        if not AWS_REGION.match(str(s["region"])):
+            raise ContractError(f"{where}.region: {s['region']!r} is not an AWS region code")
+        _network(f"{where}.vpc_cidr", s["vpc_cidr"])
+        _network(f"{where}.lab_vpc_cidr", s["lab_vpc_cidr"])
+        stacks[name] = StackSpec(
+            name, s["description"], s["region"], s["vpc_cidr"], s["lab_vpc_cidr"], s["peer"]
+        )
+    for s in stacks.values():
+        if s.peer is None:
+            continue
+        peer = stacks.get(s.peer)
+        if peer is None or peer.name == s.name or peer.peer != s.name:
+            raise ContractError(f"stacks.{s.name}.peer: {s.peer!r} must be another stack naming it as peer")
+        for key in ("vpc_cidr", "lab_vpc_cidr"):
+            ours, theirs = (ipaddress.IPv4Network(getattr(x, key)) for x in (s, peer))
+            if ours.overlaps(theirs):  # the VPCs route to each other for MirrorMaker 2
+                raise ContractError(f"stacks.{s.name}.{key} overlaps its peer's ({s.peer})")
+    return stacks
 
 
 def _port(name: str, p: Any, groups: set[str], sources: set[str]) -> Port:

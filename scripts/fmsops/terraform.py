@@ -171,12 +171,14 @@ def lab_var_file(env: str) -> Path:
 
 
 def env_region(env: str) -> str:
-    """The region an env's terraform.tfvars sets (the lab registers its image there)."""
-    text = (TERRAFORM_DIR / "envs" / env / "terraform.tfvars").read_text()
-    match = re.search(r'^\s*region\s*=\s*"([^"]+)"', text, re.MULTILINE)
-    if not match:
-        raise ValueError(f"terraform/envs/{env}/terraform.tfvars sets no region")
-    return match.group(1)
+    """The region of stack `env` (terraform/envs/<env>), as platform.yml's stacks write it.
+
+    Terraform defaults the provider's region from the same entry, so the lab
+    registers its image where the stack looks for it.
+    """
+    from fmsops.platform_contract import load  # local: PyYAML only when asked
+
+    return load().stack(env).region
 
 
 def lab_var_files(env: str, profile: str = "lab") -> list[Path]:
@@ -223,18 +225,12 @@ def apply_env(
 def _state_matches_emulator(state_file: Path, emulator_url: str, region: str) -> bool:
     import boto3
 
-    from fmsops.emulator import EMULATOR_ENV
+    from fmsops.emulator import boto_credentials
 
     try:
         vpc_id = json.loads(state_file.read_text())["outputs"]["vpc_id"]["value"]
     except (KeyError, ValueError):
         return False
-    ec2 = boto3.client(
-        "ec2",
-        region_name=region,
-        endpoint_url=emulator_url,
-        aws_access_key_id=EMULATOR_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=EMULATOR_ENV["AWS_SECRET_ACCESS_KEY"],
-    )
+    ec2 = boto3.client("ec2", region_name=region, endpoint_url=emulator_url, **boto_credentials())
     vpcs = ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Vpcs"]
     return bool(vpcs)

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fmsops.emulator import EMULATOR_ENV
+
 from . import progress, state
 from .envs import env as get_env
 
@@ -80,8 +82,7 @@ def ansible_env(env_name: str) -> dict[str, str]:
         "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
         "FMS_LAB_DIR": str(state.lab_dir()),
         "AWS_URL": emu["url"],
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        **EMULATOR_ENV,
         "AWS_DEFAULT_REGION": get_env(env_name).region,
         "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"),
         "ANSIBLE_FORCE_COLOR": "0",

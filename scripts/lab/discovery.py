@@ -6,10 +6,11 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from fmsops.emulator import boto_credentials
+
 from .envs import LAB_RANGE, Env
 
 # Credentials the emulator accepts; they never leave the machine.
-EMULATOR_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -62,7 +63,7 @@ class Discovery:
 def ec2_client(region: str, endpoint_url: str | None):
     import boto3  # lazily: `lab status` and `down` need no AWS SDK
 
-    kwargs = dict(EMULATOR_CREDENTIALS) if endpoint_url else {}
+    kwargs = boto_credentials() if endpoint_url else {}
     return boto3.client("ec2", region_name=region, endpoint_url=endpoint_url, **kwargs)
 
 
@@ -155,7 +156,7 @@ def validate(env: Env, found: Discovery) -> list[str]:
         if ip not in env.network:
             problems.append(
                 f"{inst.name}: private IP {ip} is outside the {env.name} lab CIDR {env.cidr} "
-                "(lab.tfvars must give the VPC that CIDR)"
+                "(the lab environment must give the VPC its lab_vpc_cidr from platform.yml)"
             )
     for cidr in found.subnet_cidrs:
         if not ipaddress.ip_network(cidr).subnet_of(env.network):  # type: ignore[arg-type]

@@ -1,14 +1,18 @@
 """The lab's environments (one per Terraform root stack) and size profiles.
 
-Addresses come from 198.18.0.0/15, the range reserved for network benchmark
-testing (RFC 2544), so lab hosts can never shadow a real network; preflight
-still checks the machine's routes before a bridge is created.
+The stacks, their regions and lab CIDRs are platform.yml's `stacks` (read
+through fmsops.platform_contract, as Terraform reads them). Addresses come
+from 198.18.0.0/15, the range reserved for network benchmark testing
+(RFC 2544), so lab hosts can never shadow a real network; preflight still
+checks the machine's routes before a bridge is created.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+
+from fmsops.platform_contract import load as load_platform
 
 LAB_RANGE = ipaddress.ip_network("198.18.0.0/15")
 BRIDGE_PREFIX = "fmsbr-"
@@ -19,7 +23,7 @@ RULE_TAG_PREFIX = "fms-lab:"
 class Env:
     name: str
     region: str
-    cidr: str  # the VPC CIDR lab.tfvars gives this stack
+    cidr: str  # the stack's lab_vpc_cidr in platform.yml (what Terraform gives its VPC in the lab)
 
     @property
     def bridge(self) -> str:
@@ -34,10 +38,15 @@ class Env:
         return ipaddress.ip_network(self.cidr)  # type: ignore[return-value]
 
 
-ENVS: dict[str, Env] = {
-    "primary": Env("primary", "ap-northeast-2", "198.18.0.0/16"),
-    "dr": Env("dr", "ap-northeast-1", "198.19.0.0/16"),
-}
+def _envs() -> dict[str, Env]:
+    envs = {s.name: Env(s.name, s.region, s.lab_vpc_cidr) for s in load_platform().stacks.values()}
+    outside = [f"{e.name}: {e.cidr}" for e in envs.values() if not e.network.subnet_of(LAB_RANGE)]
+    if outside:  # the lab's routes and preflight assume every lab host is inside LAB_RANGE
+        raise ValueError(f"platform.yml lab_vpc_cidr outside {LAB_RANGE}: {', '.join(outside)}")
+    return envs
+
+
+ENVS: dict[str, Env] = _envs()
 
 
 @dataclass(frozen=True)

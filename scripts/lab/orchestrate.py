@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from fmsops.emulator import EMULATOR_ENV
 from fmsops.platform_contract import load as load_contract
 
 from . import discovery, firewall, hosts, mirror, network, preflight, progress, rootfs, services, state
@@ -728,7 +729,7 @@ def print_next_steps(env_name: str) -> None:
         )
     print(f"  terraform:  outputs in {rel}/outputs/{env_name}.json, state in {rel}/terraform/{env_name}/")
     if emu.get("url"):
-        aws = f"AWS_URL={emu['url']} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
+        aws = " ".join([f"AWS_URL={emu['url']}", *(f"{k}={v}" for k, v in EMULATOR_ENV.items())])
         print(
             f"  inventory:  {lab_env}{aws} ANSIBLE_CONFIG=ansible/ansible.cfg "
             f".venv/bin/ansible-inventory -i {inventory} -i inventory/lab --graph"

@@ -48,6 +48,7 @@ from fms_jobs.quality.schema import CREATED_HEADER
 from fms_jobs.simulator import ALL_KINDS
 from fms_jobs.streaming.config import StreamConfig
 from fms_jobs.streaming.job import DLQ_COLUMNS, PROCESSED_COLUMNS, BatchProcessor, start_query
+from fmsops.emulator import EMULATOR_ENV
 
 pytestmark = [pytest.mark.kafka, pytest.mark.spark, pytest.mark.slow]
 os.environ["TZ"] = "UTC"  # PySpark hands timestamps back as naive local time
@@ -730,8 +731,8 @@ def test_archive_to_s3(hourly: dict[str, Any], scenario: dict[str, Any], spark: 
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        for key, value in EMULATOR_ENV.items():  # moto's dummy credentials, for boto3 and s3a alike
+            os.environ.setdefault(key, value)
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="fms-lake")
         hconf = spark.sparkContext._jsc.hadoopConfiguration()
         for k, v in s3a_conf(endpoint, True, "us-east-1").items():

@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from fmsops import platform_contract  # noqa: E402
+from fmsops.emulator import EMULATOR_ENV  # noqa: E402
 from lab import discovery, state  # noqa: E402
 from lab.envs import ENVS  # noqa: E402
 
@@ -106,15 +107,14 @@ def subnet_cidrs(out: dict[str, Any]) -> list[str]:
     return sorted(c for tier in out["subnet_cidrs"].values() for c in tier)
 
 
-def emulator_env(lab_dir: Path, region: str = "ap-northeast-2") -> dict[str, str]:
-    """Environment for the aws_ec2 inventory plugin pointed at the lab's emulator."""
+def emulator_env(lab_dir: Path, region: str | None = None) -> dict[str, str]:
+    """Environment for the aws_ec2 inventory plugin pointed at the lab's emulator (region: primary's)."""
     url = state.load_lab()["emulator"]["url"]
     return {
         **cli_env(lab_dir),
         "AWS_URL": url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": region,
+        **EMULATOR_ENV,
+        "AWS_DEFAULT_REGION": region or ENVS["primary"].region,
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
     }
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"
@@ -27,3 +30,32 @@ def ansible_env(**extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def task_results(*args: str, task: str) -> dict[str, Any]:
+    """Run ansible-playbook with `args`; host -> result of the task named `task` (the run must pass).
+
+    The JSON callback on stdout; the timer stays the only other callback
+    (profile_tasks would interleave with the report).
+    """
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=ansible_env(
+            ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CALLBACKS_ENABLED="ansible.posix.timer"
+        ),
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
+    report = json.loads(proc.stdout[proc.stdout.index("{\n") : proc.stdout.rindex("\n}") + 2])
+    # one task entry per host (the project's strategy reports hosts separately)
+    return {
+        host: result
+        for play in report["plays"]
+        for entry in play["tasks"]
+        if entry["task"]["name"] == task
+        for host, result in entry["hosts"].items()
+    }

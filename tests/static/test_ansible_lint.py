@@ -346,8 +346,23 @@ def test_preflight_rejects_two_controllers(secrets_dir: Path, tmp_path: Path) ->
 def test_preflight_rejects_production_with_one_controller(secrets_dir: Path, tmp_path: Path) -> None:
     layout = _layout(controllers=1)
     layout["all"]["vars"]["fms_env"] = "production"
-    result = _site(_write_inventory(tmp_path, layout), secrets_dir, "-e", "fms_site=test")
+    # the fixture's site (fms_env test, stack primary): its CA is reused, not re-issued under a new name
+    result = _site(_write_inventory(tmp_path, layout), secrets_dir, "-e", "fms_site=test-primary")
     _assert_stopped_in_preflight(result, "production (fms_production) needs at least 3 controllers")
+
+
+@pytest.mark.parametrize(("variable", "value"), [("fms_env", "prod"), ("fms_stack", "secondary")])
+def test_preflight_rejects_an_environment_or_stack_not_in_the_contract(
+    variable: str, value: str, tmp_path: Path
+) -> None:
+    """A misspelt name stops the run before its secrets directory (a new CA) is created."""
+    layout = _layout()
+    layout["all"]["vars"][variable] = value
+    fresh = tmp_path / "secrets"
+    result = _site(_write_inventory(tmp_path, layout), fresh)
+    _assert_stopped_in_preflight(result, "must be named in platform.yml. Allowed environments")
+    assert "production, staging, dev, test, lab" in result.stdout and "primary, dr" in result.stdout
+    assert not fresh.exists(), "the secrets of a misnamed site were created"
 
 
 def test_preflight_rejects_brokers_without_controllers(secrets_dir: Path, tmp_path: Path) -> None:

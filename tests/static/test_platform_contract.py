@@ -20,6 +20,10 @@ test_every_listener_is_reachable_from_exactly_who_needs_it[kafka_internal_port]
 and test_no_rule_opens_a_port_nobody_listens_on, and the targeted
 test_kafka_inter_broker_rule_is_the_internal_listener /
 test_jmx_exporters_are_open_from_monitoring_on_their_hosts_group.
+
+The environments and stacks (region, CIDRs) are the contract's too: the files
+that cannot read it (the aws_ec2 inventories' regions, the tfvars) are checked
+against it at the end.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible_support import BIN, ansible_env
+from ansible_support import task_results
 from fmsops.emulator import EMULATOR_ENV
 from fmsops.platform_contract import Platform, load
 from fmsops.terraform import REPO, Stack, lab_var_file
@@ -43,8 +47,9 @@ from fmsops.terraform import REPO, Stack, lab_var_file
 ROLES_DIR = REPO / "roles"
 ANSIBLE_DIR = REPO / "ansible"
 # Source CIDRs for the plan: TEST-NET-3 (admin), TEST-NET-2 (dashboard); the
-# peer is the lab's other region (terraform/envs/primary/lab.tfvars).
-CIDR_CLASS = {"203.0.113.0/24": "admin", "198.51.100.0/24": "dashboard", "198.19.0.0/16": "peer"}
+# peer is the primary's peer stack (dr) as the lab addresses it (platform.yml stacks).
+LAB_PEER_CIDR = load().stack("dr").lab_vpc_cidr
+CIDR_CLASS = {"203.0.113.0/24": "admin", "198.51.100.0/24": "dashboard", LAB_PEER_CIDR: "peer"}
 ROLES = ("kafka", "hdfs", "spark", "jmx_exporter", "node_exporter", "prometheus", "alertmanager", "grafana")
 ROLES += ("fms_pipeline",)
 
@@ -240,30 +245,12 @@ def rendered(tmp_path_factory: pytest.TempPathFactory, contract: Platform) -> di
     playbook = tmp / "ports.yml"
     roles = json.dumps(list(ROLES))
     playbook.write_text(RENDER_PLAYBOOK.format(roles=roles, names=json.dumps(RENDERED)), encoding="utf-8")
-    proc = subprocess.run(
-        # Only the debug task runs: no role task (nor the `always` argument checks) is even started.
-        [
-            str(BIN / "ansible-playbook"),
-            *("-i", str(inventory), str(playbook)),
-            *("--tags", "fms_render_ports", "--skip-tags", "always"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        # JSON on stdout; the timer stays the only other callback (profile_tasks would interleave).
-        env=ansible_env(
-            ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CALLBACKS_ENABLED="ansible.posix.timer"
-        ),
-        timeout=600,
-        check=False,
+    # Only the debug task runs: no role task (nor the `always` argument checks) is even started.
+    hosts = task_results(
+        *("-i", str(inventory), str(playbook)),
+        *("--tags", "fms_render_ports", "--skip-tags", "always"),
+        task="Rendered port variables",
     )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
-    report = proc.stdout[proc.stdout.index("{\n") : proc.stdout.rindex("\n}") + 2]
-    tasks = json.loads(report)["plays"][0]["tasks"]
-    # one task entry per host (the project's strategy reports hosts separately)
-    hosts = {
-        h: r for t in tasks if t["task"]["name"] == "Rendered port variables" for h, r in t["hosts"].items()
-    }
     return {group: hosts[group.replace("_", "-") + "-1"]["msg"] for group in contract.inventory_groups}
 
 
@@ -424,3 +411,55 @@ def test_security_module_has_no_port_of_its_own() -> None:
         literal = re.findall(r"(?:port|port_to|from_port|to_port)\s*=\s*(\d+)", text)
         literal += re.findall(r"optional\(number,\s*(\d+)\)", text)
         assert set(literal) <= {"0"}, f"{tf.name}: literal ports {sorted(set(literal))}"
+
+
+# ------------------------------------------------------- environments and stacks: one copy only
+
+TF_ENVS = REPO / "terraform" / "envs"
+
+
+def _tfvars(path: Path) -> dict[str, str]:
+    """Top-level `key = value` lines of a tfvars file (comments skipped), values as written."""
+    found = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^([a-z_][a-z0-9_]*)\s*=\s*(.+?)\s*$", line)
+        if match:
+            found[match[1]] = match[2]
+    return found
+
+
+def test_each_stack_has_an_inventory_in_its_region(contract: Platform) -> None:
+    """The aws_ec2 plugin cannot read the contract: its `regions:` must say what platform.yml says."""
+    regions: dict[str, list[str]] = {}
+    for path in sorted((REPO / "inventory").glob("*aws_ec2.yml")):
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        stack = config["filters"]["tag:Stack"]
+        assert stack in contract.stacks, f"{path.name} filters on an unknown stack {stack!r}"
+        assert stack not in regions, f"two inventories for stack {stack}"
+        regions[stack] = config["regions"]
+    assert regions == {name: [spec.region] for name, spec in contract.stacks.items()}
+
+
+def test_tfvars_leave_regions_cidrs_and_names_to_the_contract(contract: Platform) -> None:
+    """The env roots default region and CIDRs from platform.yml; a tfvars copy would drift from it."""
+    for path in sorted(TF_ENVS.glob("*/*.tfvars")):
+        values = _tfvars(path)
+        where = path.relative_to(REPO)
+        assert not {"region", "vpc_cidr", "peer_vpc_cidr"} & set(values), f"{where} repeats the contract"
+        if "environment" in values:
+            assert values["environment"].strip('"') in contract.environments, where
+        if "stack_role" in values:
+            assert values["stack_role"] == f'"{path.parent.name}"', f"{where}: stack_role is not its env dir"
+        zones = re.findall(r'"([^"]+)"', values.get("availability_zones", ""))
+        region = contract.stack(path.parent.name).region
+        assert all(z.startswith(region) for z in zones), f"{where}: zones {zones} outside {region}"
+
+
+def test_no_list_of_environment_names_outside_the_contract(contract: Platform) -> None:
+    """Terraform and Ansible once allowed different environments; both now ask platform.yml."""
+    names = "|".join(contract.environments)
+    listed = re.compile(rf"""\[\s*["'](?:{names})["']\s*,\s*["'](?:{names})["']""")
+    sources = [*(REPO / "terraform").rglob("*.tf"), *(REPO / "scripts").rglob("*.py")]
+    sources += [p for d in ("ansible", "roles", "inventory") for p in (REPO / d).rglob("*.yml")]
+    found = [str(p.relative_to(REPO)) for p in sources if listed.search(p.read_text(encoding="utf-8"))]
+    assert not found, f"environment names listed outside platform.yml: {found}"

@@ -1,9 +1,9 @@
 """What the root stacks need before `terraform init`: backend examples and provider lock files.
 
-- Each env's ``backend.hcl.example`` keeps the state in the env's own region (read from the
-  env's ``terraform.tfvars`` through ``fmsops.terraform.env_region``, the loader the lab uses;
-  ``platform.yml`` holds no environments yet), and DR's state is not in primary's bucket: a
-  DR stack must not depend on the region it replaces.
+- Each env's ``backend.hcl.example`` keeps the state in the env's own region (its stack in
+  ``platform.yml``, read through ``fmsops.terraform.env_region`` as the lab reads it; Terraform
+  takes the provider's region from the same entry), and DR's state is not in primary's bucket:
+  a DR stack must not depend on the region it replaces.
 - The ``.terraform.lock.hcl`` files are committed, as the README says: one per env root and per
   module with a ``terraform test`` suite (which inits it as a root), all pinning the version of
   ``versions.tf`` with the same hashes - every platform archive's ``zh:`` hash (as many as the
@@ -20,6 +20,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fmsops.platform_contract import load as load_platform
 from fmsops.terraform import env_region
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,7 +39,8 @@ def _hcl_assignments(path: Path) -> dict[str, str]:
 
 
 def test_both_envs_are_checked() -> None:
-    assert {"primary", "dr"} <= set(ENVS)
+    """One env root per stack of platform.yml, and no other."""
+    assert set(ENVS) == set(load_platform().stacks) >= {"primary", "dr"}
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -46,7 +48,7 @@ def test_backend_example_keeps_state_in_the_envs_own_region(env: str) -> None:
     backend = _hcl_assignments(TERRAFORM / "envs" / env / "backend.hcl.example")
     assert backend["region"] == env_region(env), (
         f"envs/{env}/backend.hcl.example puts the state in {backend['region']}, "
-        f"but the stack runs in {env_region(env)} (terraform.tfvars)"
+        f"but the stack runs in {env_region(env)} (platform.yml stacks.{env}.region)"
     )
     assert backend["use_lockfile"] == "true", "the lock is a file beside the state, not a table elsewhere"
     assert "dynamodb_table" not in backend

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import boto3
-from fmsops.emulator import EMULATOR_ENV, Emulator, free_port
+from fmsops.emulator import Emulator, boto_credentials, free_port
 
 
 def start_emulator(workdir: Path) -> Emulator:
@@ -13,13 +13,7 @@ def start_emulator(workdir: Path) -> Emulator:
 
 
 def client(service: str, emulator: Emulator, region: str):
-    return boto3.client(
-        service,
-        region_name=region,
-        endpoint_url=emulator.url,
-        aws_access_key_id=EMULATOR_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=EMULATOR_ENV["AWS_SECRET_ACCESS_KEY"],
-    )
+    return boto3.client(service, region_name=region, endpoint_url=emulator.url, **boto_credentials())
 
 
 def hcl(value: object) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from emulator_support import client, start_emulator
 from fmsops.emulator import Emulator, register_lab_image
-from fmsops.terraform import Stack, lab_stack, lab_var_file
+from fmsops.terraform import Stack, env_region, lab_stack, lab_var_file
 
 pytestmark = pytest.mark.terraform
 
@@ -25,7 +25,7 @@ instance_groups = {
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     emu = start_emulator(tmp_path_factory.mktemp("emulator"))
-    register_lab_image(emu.url, "ap-northeast-2")
+    register_lab_image(emu.url, env_region("primary"))
     yield emu
     emu.stop()
 
@@ -38,13 +38,25 @@ def stack(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Stack
 
 
 CASES = {
+    # Environment and stack names are platform.yml's; the message lists the allowed ones.
+    "unknown_environment": (
+        {"environment": "prod"},
+        None,
+        "environment must be one of the environments in platform.yml: dev, lab, production, staging, "
+        'test (got "prod")',
+    ),
+    "unknown_stack_role": (
+        {"stack_role": "secondary"},
+        None,
+        'stack_role must be one of the stacks in platform.yml: dr, primary (got "secondary")',
+    ),
     "overlapping_peer_cidr": (
         {"peer_vpc_cidr": "198.18.128.0/17"},
         None,
         "vpc_cidr overlaps one of non_overlapping_cidrs",
     ),
     "single_az": (
-        {"availability_zones": '["ap-northeast-2a"]'},
+        {"availability_zones": f'["{env_region("primary")}a"]'},
         None,
         "availability_zones must list at least 2",
     ),
@@ -93,7 +105,7 @@ def test_plan_rejects_bad_input(case: str, stack: Stack, emulator: Emulator, tmp
     assert message in output, output[-3000:]
     # Nothing was created: validation failed before any resource.
     assert (
-        client("ec2", emulator, "ap-northeast-2").describe_vpcs(
+        client("ec2", emulator, env_region("primary")).describe_vpcs(
             Filters=[{"Name": "tag:Project", "Values": ["fms"]}]
         )["Vpcs"]
         == []

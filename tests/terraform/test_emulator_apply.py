@@ -199,7 +199,9 @@ def test_security_group_ingress_exactly_as_designed(applied: Applied, env: str) 
         for r in contract.rules()
         if r.source in contract.security_groups
     }
-    peer = "198.19.0.0/16" if env == "primary" else "198.18.0.0/16"
+    peer_stack = contract.stack(env).peer
+    assert peer_stack, f"stack {env} has no peer in platform.yml"
+    peer = contract.stack(peer_stack).lab_vpc_cidr  # the lab environment's address of the peer VPC
     client = contract.port("kafka_client")
     assert {r for r in actual if r[1] == peer} == {("kafka", peer, "tcp", client, client)}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fmsops.emulator import EMULATOR_ENV
 from fmsops.platform_contract import load
 from lab import discovery, firewall, orchestrate, preflight
 from lab.envs import ENVS
@@ -24,7 +25,7 @@ def emulated(tmp_path_factory):
     moto = pytest.importorskip("moto")
     boto3 = pytest.importorskip("boto3")
     with pytest.MonkeyPatch.context() as mp, moto.mock_aws():
-        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        for key, value in EMULATOR_ENV.items():
             mp.setenv(key, value)
         mp.setenv("FMS_LAB_DIR", str(tmp_path_factory.mktemp("lab")))
         ec2 = boto3.client("ec2", region_name=ENV.region)

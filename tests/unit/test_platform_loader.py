@@ -44,6 +44,13 @@ def _move(c: dict[str, Any]) -> None:
         (lambda c: c["ports"]["grafana"]["ingress"][0].update(description="Grafana's UI"), "AWS refuses"),
         (lambda c: c["security_groups"]["spark"].update(subnet_tier="dmz"), "subnet_tier"),
         (lambda c: c["cidr_classes"]["admin"].update(variable="office_cidrs"), "variable must be one of"),
+        (lambda c: c["environments"]["staging"].pop("production"), "production .* must be true or false"),
+        (lambda c: c["environments"].update({"Prod-1": c["environments"]["dev"]}), "lower-case name"),
+        (lambda c: c["stacks"]["dr"].update(region="tokyo"), "not an AWS region code"),
+        (lambda c: c["stacks"]["dr"].update(vpc_cidr="10.20.1.0/16"), "not an IPv4 network address"),
+        (lambda c: c["stacks"]["dr"].update(vpc_cidr="10.10.0.0/16"), "overlaps its peer"),
+        (lambda c: c["stacks"]["dr"].update(peer="dr"), "must be another stack naming it"),
+        (lambda c: c["stacks"]["primary"].pop("lab_vpc_cidr"), "exactly"),
     ],
 )
 def test_a_broken_contract_is_refused_with_the_entry(breaks: Callable[[dict], Any], message: str) -> None:
@@ -58,3 +65,31 @@ def test_two_rules_with_one_terraform_key_are_refused() -> None:
     contract["ports"]["grafana_again"] = copy.deepcopy(contract["ports"]["grafana"])
     with pytest.raises(ContractError, match="share a Terraform key"):
         parse(contract)
+
+
+def test_environments_and_stacks_come_from_the_contract() -> None:
+    platform = load()
+    assert platform.environment("production").production and not platform.environment("lab").production
+    primary, dr = platform.stack("primary"), platform.stack("dr")
+    assert (primary.peer, dr.peer) == ("dr", "primary") and primary.region != dr.region
+    assert primary.cidr(platform.environment("lab")) == primary.lab_vpc_cidr
+    assert primary.cidr(platform.environment("dev")) == primary.vpc_cidr
+
+
+def test_an_unknown_environment_or_stack_names_the_allowed_ones() -> None:
+    platform = load()
+    with pytest.raises(ContractError, match=r"unknown environment 'prod'; platform.yml allows production, "):
+        platform.environment("prod")
+    with pytest.raises(ContractError, match=r"unknown stack .secondary.; platform.yml allows primary, dr"):
+        platform.stack("secondary")
+
+
+def test_the_lab_envs_are_the_contract_stacks() -> None:
+    """scripts/lab builds one env per stack from the contract: its region and its lab CIDR."""
+    from lab.envs import ENVS, LAB_RANGE
+
+    platform = load()
+    assert {name: (e.region, e.cidr) for name, e in ENVS.items()} == {
+        s.name: (s.region, s.lab_vpc_cidr) for s in platform.stacks.values()
+    }
+    assert all(e.network.subnet_of(LAB_RANGE) for e in ENVS.values())

@@ -1,10 +1,9 @@
 # The local lab (make lab): the same stack against the AWS emulator, sized to
-# fit one 24 GiB machine. Addresses come from 198.18.0.0/15 (RFC 2544,
-# reserved for network testing) so they can never collide with a real network.
+# fit one 24 GiB machine. The lab environment gives the stack its lab_vpc_cidr
+# from platform.yml (inside 198.18.0.0/15, RFC 2544, reserved for network
+# testing) so its addresses can never collide with a real network.
 environment        = "lab"
 name               = "fms-lab-dr"
-vpc_cidr           = "198.19.0.0/16"
-peer_vpc_cidr      = "198.18.0.0/16"
 availability_zones = ["ap-northeast-1a", "ap-northeast-1c"]
 single_nat_gateway = true
 # The operators' office network (TEST-NET-3, a documentation range). The lab machine stands

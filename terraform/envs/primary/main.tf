@@ -5,17 +5,28 @@ data "aws_availability_zones" "available" {
 }
 
 locals {
-  name               = coalesce(var.name, "${var.project}-${var.environment}-${var.stack_role}")
-  availability_zones = coalesce(var.availability_zones, slice(data.aws_availability_zones.available.names, 0, min(var.az_count, length(data.aws_availability_zones.available.names))))
-  bucket_prefix      = coalesce(var.bucket_prefix, "${var.project}-${var.environment}-${data.aws_caller_identity.current.account_id}-${var.region}")
-  peer_cidrs         = var.peer_vpc_cidr == null ? [] : [var.peer_vpc_cidr]
-  tags               = { Stack = var.stack_role }
-
-  # The platform contract (repository root): security groups, the inventory
-  # groups they hold and every port with who may reach it. Ansible reads the
-  # same file, so the rules below open exactly the ports the services use.
+  # The platform contract (repository root): environments, stacks (region, VPC
+  # CIDR, peer), security groups, the inventory groups they hold and every port
+  # with who may reach it. Ansible reads the same file, so the rules below open
+  # exactly the ports the services use and both agree on the environment names.
   # scripts/fmsops/terraform.py stages it beside terraform/ for lab and test runs.
   platform = yamldecode(file("${path.module}/../../../platform.yml"))
+
+  # This stack and its peer as the contract writes them; the lab environment
+  # gives every stack addresses of its own (lab_vpc_cidr, RFC 2544).
+  environment   = local.platform.environments[var.environment]
+  lab_network   = try(local.environment.lab, false)
+  stack         = local.platform.stacks[var.stack_role]
+  peer_stack    = local.stack.peer == null ? null : local.platform.stacks[local.stack.peer]
+  region        = coalesce(var.region, local.stack.region)
+  vpc_cidr      = coalesce(var.vpc_cidr, local.lab_network ? local.stack.lab_vpc_cidr : local.stack.vpc_cidr)
+  peer_vpc_cidr = var.peer_vpc_cidr != null ? var.peer_vpc_cidr : local.peer_stack == null ? null : local.lab_network ? local.peer_stack.lab_vpc_cidr : local.peer_stack.vpc_cidr
+  peer_cidrs    = local.peer_vpc_cidr == null ? [] : [local.peer_vpc_cidr]
+
+  name               = coalesce(var.name, "${var.project}-${var.environment}-${var.stack_role}")
+  availability_zones = coalesce(var.availability_zones, slice(data.aws_availability_zones.available.names, 0, min(var.az_count, length(data.aws_availability_zones.available.names))))
+  bucket_prefix      = coalesce(var.bucket_prefix, "${var.project}-${var.environment}-${data.aws_caller_identity.current.account_id}-${local.region}")
+  tags               = { Stack = var.stack_role }
 }
 
 module "kms" {
@@ -27,7 +38,7 @@ module "kms" {
 module "network" {
   source                  = "../../modules/network"
   name                    = local.name
-  vpc_cidr                = var.vpc_cidr
+  vpc_cidr                = local.vpc_cidr
   non_overlapping_cidrs   = concat(local.peer_cidrs, var.extra_non_overlapping_cidrs)
   availability_zones      = local.availability_zones
   single_nat_gateway      = var.single_nat_gateway
@@ -75,6 +86,7 @@ module "compute" {
   source                 = "../../modules/compute"
   name                   = local.name
   environment            = var.environment
+  production             = local.environment.production
   project                = var.project
   instance_groups        = var.instance_groups
   security_groups        = local.platform.security_groups

@@ -1,6 +1,6 @@
 output "region" {
   description = "Region of this stack."
-  value       = var.region
+  value       = local.region
 }
 
 output "stack_role" {

@@ -1,5 +1,5 @@
 provider "aws" {
-  region = var.region
+  region = local.region # platform.yml stacks.<stack_role>.region unless var.region overrides it
 
   # An endpoint override (the lab's AWS emulator, or a private API gateway)
   # implies a non-AWS endpoint: skip the checks only real AWS can answer.

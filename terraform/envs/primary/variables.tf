@@ -1,20 +1,24 @@
-# Variables of the platform stack. envs/dr symlinks this configuration; each env differs only in its terraform.tfvars.
+# Variables of the platform stack. envs/dr symlinks this configuration; each env
+# differs only in its terraform.tfvars (stack_role). Environment names, regions
+# and VPC CIDRs are written in platform.yml (environments, stacks): the defaults
+# below come from there (main.tf, locals).
 
-variable "region" {
-  description = "AWS region of this stack (primary: ap-northeast-2, DR: ap-northeast-1)."
+variable "stack_role" {
+  description = "Which stack of platform.yml (stacks) this is: primary (serves traffic, replicates to DR) or dr (warm standby). Selects the region, the VPC CIDR and the peer."
   type        = string
   validation {
-    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
-    error_message = "region must be an AWS region code such as ap-northeast-2."
+    condition     = contains(keys(local.platform.stacks), var.stack_role)
+    error_message = "stack_role must be one of the stacks in platform.yml: ${join(", ", keys(local.platform.stacks))} (got \"${var.stack_role}\")."
   }
 }
 
-variable "stack_role" {
-  description = "primary (serves traffic, replicates to DR) or dr (warm standby)."
+variable "region" {
+  description = "AWS region of this stack; null (default) takes stacks.<stack_role>.region from platform.yml."
   type        = string
+  default     = null
   validation {
-    condition     = contains(["primary", "dr"], var.stack_role)
-    error_message = "stack_role must be primary or dr."
+    condition     = var.region == null || can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
+    error_message = "region must be an AWS region code such as ap-northeast-2."
   }
 }
 
@@ -25,12 +29,12 @@ variable "project" {
 }
 
 variable "environment" {
-  description = "production, staging, dev or lab. Production enforces the quorum rules (>= 3 odd KRaft controllers, >= 3 brokers)."
+  description = "One of the environments in platform.yml (production, staging, dev, test, lab). Those marked production there enforce the quorum rules (>= 3 odd KRaft controllers, >= 3 brokers)."
   type        = string
   default     = "production"
   validation {
-    condition     = contains(["production", "staging", "dev", "lab"], var.environment)
-    error_message = "environment must be one of production, staging, dev, lab."
+    condition     = contains(keys(local.platform.environments), var.environment)
+    error_message = "environment must be one of the environments in platform.yml: ${join(", ", keys(local.platform.environments))} (got \"${var.environment}\")."
   }
 }
 
@@ -41,12 +45,13 @@ variable "name" {
 }
 
 variable "vpc_cidr" {
-  description = "VPC CIDR; must not overlap peer_vpc_cidr (the other region)."
+  description = "VPC CIDR; null (default) takes stacks.<stack_role>.vpc_cidr from platform.yml (lab_vpc_cidr in the lab environment). Must not overlap the peer's."
   type        = string
+  default     = null
 }
 
 variable "peer_vpc_cidr" {
-  description = "VPC CIDR of the other region's stack: checked for overlap and allowed to reach Kafka for MirrorMaker 2. null when there is no peer."
+  description = "VPC CIDR of the other region's stack: checked for overlap and allowed to reach Kafka for MirrorMaker 2. null (default) takes the CIDR of the stack's peer in platform.yml (none if it has no peer)."
   type        = string
   default     = null
 }

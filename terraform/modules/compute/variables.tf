@@ -4,12 +4,17 @@ variable "name" {
 }
 
 variable "environment" {
-  description = "Deployment environment (production, staging, dev or lab). Production enforces quorum rules."
+  description = "Deployment environment, the Env tag (the env root checks it against platform.yml environments)."
   type        = string
   validation {
-    condition     = contains(["production", "staging", "dev", "lab"], var.environment)
-    error_message = "environment must be one of production, staging, dev, lab."
+    condition     = can(regex("^[a-z][a-z0-9]*$", var.environment))
+    error_message = "environment must be a lower-case name such as production or lab."
   }
+}
+
+variable "production" {
+  description = "Production rules apply (platform.yml environments.<environment>.production): >= 3 KRaft controllers and >= 3 brokers."
+  type        = bool
 }
 
 variable "project" {
@@ -73,11 +78,11 @@ variable "instance_groups" {
     error_message = "The KRaft controller quorum needs an odd number of controllers (found ${sum(concat([0], [for role, g in var.instance_groups : g.count if contains(coalesce(g.groups, [role]), "kafka_controller")]))}): an even count tolerates no more failures than one fewer. Set instance_groups.kafka_controller.count (or the kafka group in combined mode) to 1, 3 or 5."
   }
   validation {
-    condition     = var.environment != "production" || sum(concat([0], [for role, g in var.instance_groups : g.count if contains(coalesce(g.groups, [role]), "kafka_controller")])) >= 3
+    condition     = !var.production || sum(concat([0], [for role, g in var.instance_groups : g.count if contains(coalesce(g.groups, [role]), "kafka_controller")])) >= 3
     error_message = "Production needs at least 3 KRaft controllers to survive one controller loss (found ${sum(concat([0], [for role, g in var.instance_groups : g.count if contains(coalesce(g.groups, [role]), "kafka_controller")]))}). Set instance_groups.kafka_controller.count = 3."
   }
   validation {
-    condition     = var.environment != "production" || try(var.instance_groups.kafka.count, 0) >= 3
+    condition     = !var.production || try(var.instance_groups.kafka.count, 0) >= 3
     error_message = "Production needs at least 3 Kafka brokers for replication factor 3 with min.insync.replicas 2."
   }
 }

@@ -3,6 +3,7 @@ mock_provider "aws" {}
 variables {
   name        = "fms-test"
   environment = "production"
+  production  = true
   ami_id      = "ami-0123456789abcdef0"
   kms_key_arn = "arn:aws:kms:ap-northeast-2:123456789012:key/test"
   subnet_ids = {
@@ -80,6 +81,7 @@ run "combined_mode_brokers_are_controllers" {
   command = plan
   variables {
     environment = "lab"
+    production  = false
     instance_groups = {
       kafka = { count = 3, instance_type = "t3.large", groups = ["kafka", "kafka_controller"] }
     }
@@ -116,6 +118,7 @@ run "single_controller_allowed_outside_production" {
   command = plan
   variables {
     environment = "dev"
+    production  = false
     instance_groups = {
       kafka = { count = 1, instance_type = "t3.large", groups = ["kafka", "kafka_controller"] }
     }
