@@ -9,8 +9,8 @@ single_nat_gateway = true
 # The operators' office network (TEST-NET-3, a documentation range). The lab machine stands
 # there as the operator: it reaches the bastion's SSH and the dashboards and nothing else
 # (scripts/lab/firewall.py), so Ansible and every ssh go through the bastion, as on AWS.
-admin_cidrs     = ["203.0.113.0/24"]
-dashboard_cidrs = ["203.0.113.0/24"]
+admin_cidrs        = ["203.0.113.0/24"]
+dashboard_cidrs    = ["203.0.113.0/24"]
 lake_force_destroy = true
 # The emulator has no MonitorInstances API; CloudWatch does not exist in the lab anyway.
 detailed_monitoring = false
