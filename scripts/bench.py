@@ -72,7 +72,8 @@ from fmsops.platform_contract import load as load_platform
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
-RAW, DLQ, CEILING = "fms.sensor.raw", "fms.sensor.dlq", "fms.bench.ceiling"
+# The pipeline's topics and the producer ceiling's scratch topic: platform.yml `topics`.
+RAW, DLQ, CEILING = (load_platform().topic(key).name for key in ("raw", "dlq", "bench_ceiling"))
 
 Snapshot = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -732,7 +733,7 @@ LAB_COLLECTOR_CMD = f"{LAB_VENV}/bin/fms-collector --config {LAB_COLLECTOR_CONFI
 LAB_FIRST_DEVICE_ID = 5001
 
 # Sum of a topic's end offsets, run with the collector's venv and config on a collector host: the
-# collector's credentials may describe fms.sensor.raw (ListOffsets), and the brokers' names and
+# collector's credentials may describe the raw topic (ListOffsets), and the brokers' names and
 # TLS certificates only resolve/verify inside the lab network.
 OFFSETS_PROBE = """\
 import sys

@@ -3,7 +3,7 @@
 Terraform reads the same file with yamldecode() and Ansible through the vars
 plugin ansible/plugins/vars/fms_platform.py (which loads this module by path),
 so Python code and tests ask this loader instead of keeping their own copy of
-a port or a group name. The checks here mirror the security module's variable
+a port, a group or a topic name. The checks here mirror the security module's variable
 validations: a contract Terraform would refuse is refused here too, with the
 entry that is wrong.
 
@@ -37,6 +37,14 @@ NAME = re.compile(r"^[a-z][a-z0-9]*$")
 AWS_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
 # What AWS accepts in a security group rule description.
 AWS_DESCRIPTION = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]{1,255}$")
+# What Kafka accepts as a topic name (and "." / ".." it refuses besides).
+KAFKA_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+# Who creates a topic: the kafka role (kafka_topics, with ACLs) or scripts/bench.py (admin, transient).
+TOPIC_CREATORS = frozenset({"kafka", "bench"})
+TOPIC_KEYS = frozenset({"name", "description", "created_by", "producers", "consumers", "consumer_groups"})
+# SCRAM user names (kafka_scram_usernames) and consumer group prefixes.
+KAFKA_USER = re.compile(r"^[a-z][a-z0-9_-]*$")
+GROUP_PREFIX = re.compile(r"^[a-zA-Z0-9._-]+$")
 
 
 _T = TypeVar("_T")
@@ -104,6 +112,19 @@ class StackSpec:
 
 
 @dataclass(frozen=True)
+class Topic:
+    """A Kafka topic: its name, who writes and reads it (SCRAM users), their consumer group prefixes."""
+
+    key: str  # how code names it: contract.topic("raw")
+    name: str
+    description: str
+    created_by: str  # kafka (the kafka role, with ACLs) or bench (scripts/bench.py, transient)
+    producers: tuple[str, ...]
+    consumers: tuple[str, ...]
+    consumer_groups: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Platform:
     """The decoded contract; `data` is the plain mapping Terraform and Ansible see."""
 
@@ -111,6 +132,7 @@ class Platform:
     ports: Mapping[str, Port]
     environments: Mapping[str, Environment]
     stacks: Mapping[str, StackSpec]
+    topics: Mapping[str, Topic]
 
     def environment(self, name: str) -> Environment:
         """The named environment; a ContractError naming the allowed ones otherwise."""
@@ -119,6 +141,10 @@ class Platform:
     def stack(self, name: str) -> StackSpec:
         """The named stack; a ContractError naming the allowed ones otherwise."""
         return _named(self.stacks, "stack", name)
+
+    def topic(self, key: str) -> Topic:
+        """The topic the contract calls `key` (e.g. "raw"); a ContractError naming the known ones."""
+        return _named(self.topics, "topic", key)
 
     @property
     def security_groups(self) -> dict[str, list[str]]:
@@ -174,7 +200,7 @@ def parse(data: Any) -> Platform:
     """Check a decoded contract and wrap it; raises ContractError naming the wrong entry."""
     if not isinstance(data, Mapping):
         raise ContractError("platform.yml must be a mapping")
-    for section in ("environments", "stacks", "security_groups", "cidr_classes", "ports"):
+    for section in ("environments", "stacks", "security_groups", "cidr_classes", "ports", "topics"):
         if not isinstance(data.get(section), Mapping) or not data[section]:
             raise ContractError(f"platform.yml needs a non-empty mapping {section!r}")
     groups = data["security_groups"]
@@ -201,7 +227,8 @@ def parse(data: Any) -> Platform:
                 raise ContractError(f"ports.{p.name}: must lie inside ports.{p.within} and have no ingress")
     environments = {name: _environment(name, e) for name, e in data["environments"].items()}
     stacks = _stacks(data["stacks"])
-    platform = Platform(data=data, ports=ports, environments=environments, stacks=stacks)
+    topics = _topics(data["topics"])
+    platform = Platform(data=data, ports=ports, environments=environments, stacks=stacks, topics=topics)
     keys = [r.key for r in platform.rules() if r.source in groups]
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:
@@ -252,6 +279,44 @@ def _stacks(data: Mapping[str, Any]) -> dict[str, StackSpec]:
             if ours.overlaps(theirs):  # the VPCs route to each other for MirrorMaker 2
                 raise ContractError(f"stacks.{s.name}.{key} overlaps its peer's ({s.peer})")
     return stacks
+
+
+def _names(where: str, value: Any, pattern: re.Pattern[str], *, empty: bool) -> tuple[str, ...]:
+    ok = isinstance(value, list) and (empty or value) and len(set(map(str, value))) == len(value)
+    if not ok or not all(isinstance(v, str) and pattern.match(v) for v in value):
+        kind = "a list" if empty else "a non-empty list"
+        raise ContractError(f"{where}: {value!r} must be {kind} of distinct names matching {pattern.pattern}")
+    return tuple(value)
+
+
+def _topics(data: Mapping[str, Any]) -> dict[str, Topic]:
+    topics: dict[str, Topic] = {}
+    # Kafka refuses a topic whose name differs from another's only in '.' versus '_' (metric names collide).
+    seen: dict[str, str] = {}
+    for key, t in data.items():
+        where = f"topics.{key}"
+        required = {"name", "description", "created_by", "producers", "consumers"}
+        keys = set(t) if isinstance(t, Mapping) else set()
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", str(key)) or not required <= keys <= TOPIC_KEYS:
+            raise ContractError(f"{where}: needs a lower-case key and {sorted(required)}, consumer_groups")
+        name = t["name"]
+        if not isinstance(name, str) or not KAFKA_TOPIC.match(name) or name in (".", ".."):
+            raise ContractError(f"{where}.name: Kafka refuses the topic name {name!r}")
+        if not t["description"]:
+            raise ContractError(f"{where}.description: say what the topic carries")
+        if t["created_by"] not in TOPIC_CREATORS:
+            raise ContractError(f"{where}.created_by: must be one of {sorted(TOPIC_CREATORS)}")
+        producers = _names(f"{where}.producers", t["producers"], KAFKA_USER, empty=False)
+        consumers = _names(f"{where}.consumers", t["consumers"], KAFKA_USER, empty=True)
+        groups = _names(f"{where}.consumer_groups", t.get("consumer_groups", []), GROUP_PREFIX, empty=True)
+        if groups and not consumers:
+            raise ContractError(f"{where}.consumer_groups: a topic without consumers has no consumer groups")
+        collides = name.replace(".", "_")
+        if collides in seen:
+            raise ContractError(f"{where}.name: {name!r} collides with topics.{seen[collides]} in Kafka")
+        seen[collides] = key
+        topics[key] = Topic(key, name, t["description"], t["created_by"], producers, consumers, groups)
+    return topics
 
 
 def _port(name: str, p: Any, groups: set[str], sources: set[str]) -> Port:

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fmsops.platform_contract import load as load_platform
+
 from . import converge, state
 
 # inventory group -> (label, URL template); {ip} is the host's private address, any other
@@ -96,13 +98,14 @@ def print_pipeline_steps(env_name: str) -> None:
     lab_env = "" if lab_dir == state.REPO / ".lab" else f"FMS_LAB_DIR={lab_dir} "
     master, collector, mon = (first_host(env_name, g) for g in ("spark_master", "collector", "monitoring"))
     secrets = converge.secrets_dir(env_name) / "monitoring" / "prometheus-web.password"
+    raw, dlq = (load_platform().topic(key).name for key in ("raw", "dlq"))
     print("\nthe pipeline:")
     if collector:
-        print(f"  collector:  fms-collector on {collector} simulates the fleet and sends to fms.sensor.raw")
+        print(f"  collector:  fms-collector on {collector} simulates the fleet and sends to {raw}")
         print(f"              {lab_env}scripts/lab.py ssh {collector} journalctl -u fms-collector -n 20")
     if master:
         print(f"  stream:     fms-stream on {master}: validated Parquet in hdfs:///fms/processed,")
-        print("              dead letters in hdfs:///fms/dlq and fms.sensor.dlq; timer fms-hourly-summary")
+        print(f"              dead letters in hdfs:///fms/dlq and {dlq}; timer fms-hourly-summary")
         print(f"  prove it:   {lab_env}scripts/lab.py ssh {master} fms-spark-job audit")
         print("              (every raw record stored, dead-lettered or a counted duplicate: JSON, exit 0)")
     if mon:

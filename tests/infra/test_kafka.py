@@ -11,6 +11,8 @@ from infra_helpers import listening, run
 
 # Ports from the platform contract (platform.yml), the ones the roles configure.
 PORT = load_platform().port
+# What the hosts were configured with falls back to the contract's names (platform.yml topics).
+RAW, DLQ = (load_platform().topic(key).name for key in ("raw", "dlq"))
 
 KAFKA = "/opt/kafka/bin"
 ADMIN = "--bootstrap-server {bootstrap} --command-config /etc/kafka/admin.properties"
@@ -139,8 +141,8 @@ def test_pipeline_topics_exist_with_replication(platform):
     brokers = len(platform.members("kafka"))
     broker = platform.first("kafka")
     for topic in (
-        platform.vars[broker].get("kafka_topic_raw", "fms.sensor.raw"),
-        platform.vars[broker].get("kafka_topic_dlq", "fms.sensor.dlq"),
+        platform.vars[broker].get("kafka_topic_raw", RAW),
+        platform.vars[broker].get("kafka_topic_dlq", DLQ),
     ):
         out = run(host, f"{ENV} {KAFKA}/kafka-topics.sh {admin} --describe --topic {topic}").stdout
         m = re.search(r"ReplicationFactor:\s*(\d+)", out)
@@ -151,7 +153,7 @@ def test_pipeline_topics_exist_with_replication(platform):
 def test_raw_topic_is_stamped_by_the_broker(platform):
     """Timeliness is judged against the broker's clock, never a producer's (LogAppendTime)."""
     host, admin = _admin(platform)
-    topic = platform.vars[platform.first("kafka")].get("kafka_topic_raw", "fms.sensor.raw")
+    topic = platform.vars[platform.first("kafka")].get("kafka_topic_raw", RAW)
     out = run(host, f"{ENV} {KAFKA}/kafka-topics.sh {admin} --describe --topic {topic}").stdout
     assert "message.timestamp.type=LogAppendTime" in out, out
 
@@ -202,7 +204,7 @@ def test_user_without_acl_is_denied(platform):
     """The collector may only write raw readings: reading them is refused."""
     host, _ = _admin(platform)
     broker = platform.first("kafka")
-    topic = platform.vars[broker].get("kafka_topic_raw", "fms.sensor.raw")
+    topic = platform.vars[broker].get("kafka_topic_raw", RAW)
     result = run(
         host,
         f"{ENV} {KAFKA}/kafka-console-consumer.sh --bootstrap-server "

@@ -49,13 +49,14 @@ from fms_jobs.simulator import ALL_KINDS
 from fms_jobs.streaming.config import StreamConfig
 from fms_jobs.streaming.job import DLQ_COLUMNS, PROCESSED_COLUMNS, BatchProcessor, start_query
 from fmsops.emulator import EMULATOR_ENV
+from fmsops.platform_contract import load as load_platform
 
 pytestmark = [pytest.mark.kafka, pytest.mark.spark, pytest.mark.slow]
 os.environ["TZ"] = "UTC"  # PySpark hands timestamps back as naive local time
 time.tzset()
 
 REPO = Path(__file__).resolve().parents[2]
-RAW, DLQ = "fms.sensor.raw", "fms.sensor.dlq"
+RAW, DLQ = (load_platform().topic(key).name for key in ("raw", "dlq"))  # platform.yml topics
 ROUND1 = 3000
 STREAM_TIMEOUT_S = 900
 

@@ -173,7 +173,9 @@ def test_platform_roles_provide_what_the_pipeline_uses() -> None:
         ("User:spark", dlq, "Write"),
         ("User:spark", None, "IdempotentWrite"),
     } <= acls
-    assert "spark-kafka-" in kafka["kafka_spark_group_prefixes"]  # Spark's Kafka source consumer groups
+    # Spark's Kafka source consumer groups (the kafka role takes the prefixes from platform.yml;
+    # tests/static/test_platform_contract.py renders them)
+    assert "spark-kafka-" in load_platform().topic("raw").consumer_groups
     assert {t["name"] for t in kafka["kafka_topics"]} == {raw, dlq}
     group_all = yaml.safe_load((ANSIBLE_DIR / "group_vars" / "all.yml").read_text())
     assert {"collector", "spark"} <= set(group_all["kafka_scram_usernames"])
@@ -411,7 +413,7 @@ def test_collector_config_loads_with_the_collectors_loader(
         k = cfg.kafka
         assert cfg.source == "simulator"
         assert k.security_protocol == "SASL_SSL" and k.sasl_mechanism == "SCRAM-SHA-512"
-        assert k.sasl_username == "collector" and k.topic == "fms.sensor.raw"
+        assert k.sasl_username == "collector" and k.topic == load_platform().topic("raw").name
         assert k.bootstrap_servers == "fms-test-kafka-1:9092,fms-test-kafka-2:9092,fms-test-kafka-3:9092"
         assert k.acks == "all" and k.enable_idempotence
         assert cfg.metrics.port == 9310
@@ -465,7 +467,8 @@ def test_stream_config_loads_with_the_streaming_loader(rendered: Path, tmp_path:
     assert cfg.paths.processed == f"{nn}/fms/processed"
     assert cfg.paths.dlq == f"{nn}/fms/dlq"
     assert cfg.paths.checkpoint == f"{nn}/fms/checkpoints/stream"
-    assert cfg.kafka.topic == "fms.sensor.raw" and cfg.kafka.dlq_topic == "fms.sensor.dlq"
+    topics = load_platform()
+    assert (cfg.kafka.topic, cfg.kafka.dlq_topic) == (topics.topic("raw").name, topics.topic("dlq").name)
     assert cfg.metrics.port == 9311 and cfg.trigger.processing_time == "2 seconds"
     secret = (rendered / "secrets" / "kafka" / "scram-spark.password").read_text().strip()
     opts = kafka_client_options(cfg.kafka)

@@ -24,6 +24,11 @@ test_jmx_exporters_are_open_from_monitoring_on_their_hosts_group.
 The environments and stacks (region, CIDRs) are the contract's too: the files
 that cannot read it (the aws_ec2 inventories' regions, the tfvars) are checked
 against it at the end.
+
+So are the Kafka topics: the kafka role creates exactly the contract's topics
+and grants exactly its producers and consumers; the jobs package, which runs
+where platform.yml is not, keeps the names as stand-alone defaults held equal
+to the contract's; no role, playbook, inventory or script writes a name itself.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import pytest
 import yaml
 from ansible_support import task_results
 from fmsops.emulator import EMULATOR_ENV
-from fmsops.platform_contract import Platform, load
+from fmsops.platform_contract import Platform, Topic, load
 from fmsops.terraform import REPO, Stack, lab_var_file
 
 ROLES_DIR = REPO / "roles"
@@ -133,6 +138,16 @@ CONSUMERS = {
     "prometheus_grafana_port": "grafana_http_port",
     "grafana_prometheus_url": "prometheus_web_listen_address",
 }
+# What the roles make of platform.yml's topics (rendered like the ports).
+TOPIC_VARIABLES = (
+    "kafka_topics",
+    "kafka_acls",
+    "kafka_spark_group_prefixes",
+    "kafka_mirror_topic_prefix",
+    "kafka_scram_usernames",
+    "fms_pipeline_kafka_topic_raw",
+    "fms_pipeline_kafka_topic_dlq",
+)
 JMX_EXPORTERS = {
     "kafka": "kafka_jmx_exporter_port",
     "hdfs_namenode": "hdfs_namenode_jmx_exporter_port",
@@ -145,6 +160,7 @@ RENDERED = sorted(
     | {s for lst in LISTENERS if isinstance(s := lst.span, str)}
     | set(CONSUMERS)
     | {"prometheus_jmx_exporter_ports", "jmx_exporter_default_ports"}
+    | set(TOPIC_VARIABLES)
 )
 
 RENDER_PLAYBOOK = """
@@ -463,3 +479,86 @@ def test_no_list_of_environment_names_outside_the_contract(contract: Platform) -
     sources += [p for d in ("ansible", "roles", "inventory") for p in (REPO / d).rglob("*.yml")]
     found = [str(p.relative_to(REPO)) for p in sources if listed.search(p.read_text(encoding="utf-8"))]
     assert not found, f"environment names listed outside platform.yml: {found}"
+
+
+# ------------------------------------------------------------------------- topics: one copy only
+
+
+def _kafka_topics(contract: Platform) -> dict[str, Topic]:
+    return {t.name: t for t in contract.topics.values() if t.created_by == "kafka"}
+
+
+def test_the_kafka_role_creates_the_contracts_topics(
+    rendered: dict[str, dict[str, Any]], contract: Platform
+) -> None:
+    kafka = rendered["kafka"]
+    assert sorted(t["name"] for t in kafka["kafka_topics"]) == sorted(_kafka_topics(contract))
+    for group in ("collector", "spark_master"):  # the pipeline's configs name the same topics
+        names = (
+            rendered[group]["fms_pipeline_kafka_topic_raw"],
+            rendered[group]["fms_pipeline_kafka_topic_dlq"],
+        )
+        assert names == (contract.topic("raw").name, contract.topic("dlq").name), group
+
+
+def test_the_topic_acls_are_the_contracts_producers_and_consumers(
+    rendered: dict[str, dict[str, Any]], contract: Platform
+) -> None:
+    """Each producer may Write, each consumer Read (both Describe) - and no other user may, by name."""
+    kafka = rendered["kafka"]
+    granted: dict[str, dict[str, set[str]]] = {}
+    for acl in kafka["kafka_acls"]:
+        if acl["resource_type"] == "topic" and acl.get("pattern_type", "literal") == "literal":
+            user = acl["principal"].removeprefix("User:")
+            granted.setdefault(acl["resource_name"], {}).setdefault(user, set()).update(acl["operations"])
+    wanted: dict[str, dict[str, set[str]]] = {}
+    for name, topic in _kafka_topics(contract).items():
+        for users, ops in ((topic.producers, {"Write", "Describe"}), (topic.consumers, {"Read", "Describe"})):
+            for user in users:
+                wanted.setdefault(name, {}).setdefault(user, set()).update(ops)
+    assert granted == wanted
+    users = {u for t in contract.topics.values() for u in (*t.producers, *t.consumers)}
+    assert users <= set(kafka["kafka_scram_usernames"]), "platform.yml topics name an unknown SCRAM user"
+    # MirrorMaker 2's user reads every pipeline topic by prefix
+    assert all(name.startswith(kafka["kafka_mirror_topic_prefix"]) for name in _kafka_topics(contract))
+
+
+def test_the_spark_users_consumer_groups_are_the_contracts(
+    rendered: dict[str, dict[str, Any]], contract: Platform
+) -> None:
+    from fms_jobs.batch.audit import AUDIT_GROUP_ID
+
+    prefixes = [p for t in contract.topics.values() if "spark" in t.consumers for p in t.consumer_groups]
+    assert rendered["kafka"]["kafka_spark_group_prefixes"] == list(dict.fromkeys(prefixes))
+    # the audit reads as the stream's user: its group must be one the ACLs allow
+    assert any(AUDIT_GROUP_ID.startswith(p) for p in prefixes), AUDIT_GROUP_ID
+
+
+def test_the_jobs_stand_alone_defaults_are_the_contracts_names(contract: Platform) -> None:
+    """fms_jobs runs on hosts without platform.yml: its defaults must still name the contract's topics."""
+    from fms_jobs.collector.config import KafkaConfig
+    from fms_jobs.streaming.config import StreamKafka
+
+    raw, dlq = contract.topic("raw").name, contract.topic("dlq").name
+    assert KafkaConfig().topic == raw
+    assert (StreamKafka().topic, StreamKafka().dlq_topic) == (raw, dlq)
+
+
+TOPIC_SCAN_DIRS = ("roles", "ansible", "inventory", "scripts", "terraform")
+TEXT_SUFFIXES = {".py", ".yml", ".yaml", ".j2", ".cfg", ".ini", ".json", ".md", ".sh", ".tf", ".hcl", ".txt"}
+TEXT_SUFFIXES |= {".tfvars", ".example", ".properties", ".conf", ".service"}
+
+
+def test_no_topic_name_is_written_outside_the_contract(contract: Platform) -> None:
+    """Like the ports: a name typed by hand in a role, playbook, inventory or script drifts."""
+    names = "|".join(re.escape(t.name) for t in contract.topics.values())
+    written = re.compile(rf"(?<![\w.-])(?:{names})(?![\w.-])")
+    found = [
+        f"{path.relative_to(REPO)}: {match[0]}"
+        for d in TOPIC_SCAN_DIRS
+        for path in sorted((REPO / d).rglob("*"))
+        if path.is_file() and path.suffix in TEXT_SUFFIXES and ".terraform" not in path.parts
+        for match in [written.search(path.read_text(encoding="utf-8", errors="replace"))]
+        if match
+    ]
+    assert not found, f"topic names written outside platform.yml: {found}"

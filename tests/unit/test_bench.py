@@ -156,11 +156,12 @@ def test_parse_perf_of_an_interrupted_run_is_none() -> None:
 
 
 def test_parse_offsets_sums_the_topics_partitions() -> None:
-    out = "fms.sensor.raw:0:3885\nfms.sensor.raw:1:3554\nfms.sensor.dlq:0:99\nfms.sensor.raw:2:3611\n"
-    assert bench.parse_offsets(out, bench.RAW) == 3885 + 3554 + 3611
-    assert bench.parse_offsets("fms.sensor.rawx:0:5\n", bench.RAW) is None
-    assert bench.parse_offsets("Error while executing\n", bench.RAW) is None
-    assert bench.parse_offsets("fms.sensor.raw:0:0\n", bench.RAW) == 0
+    raw, dlq = bench.RAW, bench.DLQ  # platform.yml topics
+    out = f"{raw}:0:3885\n{raw}:1:3554\n{dlq}:0:99\n{raw}:2:3611\n"
+    assert bench.parse_offsets(out, raw) == 3885 + 3554 + 3611
+    assert bench.parse_offsets(f"{raw}x:0:5\n", raw) is None
+    assert bench.parse_offsets("Error while executing\n", raw) is None
+    assert bench.parse_offsets(f"{raw}:0:0\n", raw) == 0
 
 
 def test_the_remote_offset_probe_is_valid_python() -> None:

@@ -51,6 +51,17 @@ def _move(c: dict[str, Any]) -> None:
         (lambda c: c["stacks"]["dr"].update(vpc_cidr="10.10.0.0/16"), "overlaps its peer"),
         (lambda c: c["stacks"]["dr"].update(peer="dr"), "must be another stack naming it"),
         (lambda c: c["stacks"]["primary"].pop("lab_vpc_cidr"), "exactly"),
+        (lambda c: c["topics"]["raw"].update(name="fms sensor raw"), "Kafka refuses the topic name"),
+        (lambda c: c["topics"]["dlq"].update(name=".."), "Kafka refuses the topic name"),
+        (lambda c: c["topics"]["dlq"].update(name="fms_sensor_raw"), "collides with topics.raw"),
+        (lambda c: c["topics"]["raw"].update(created_by="terraform"), "created_by: must be one of"),
+        (lambda c: c["topics"]["raw"].update(producers=[]), "producers: .* non-empty list"),
+        (lambda c: c["topics"]["raw"].update(consumers=["spark", "spark"]), "consumers: .* distinct names"),
+        (lambda c: c["topics"]["raw"].update(consumers=["User:spark"]), "consumers: .* matching"),
+        (lambda c: c["topics"]["dlq"].update(consumer_groups=["fms-"]), "without consumers has no consumer"),
+        (lambda c: c["topics"]["raw"].pop("description"), r"topics.raw: needs .*description"),
+        (lambda c: c["topics"]["raw"].update(partitions=12), r"topics.raw: needs"),
+        (lambda c: c.pop("topics"), "non-empty mapping 'topics'"),
     ],
 )
 def test_a_broken_contract_is_refused_with_the_entry(breaks: Callable[[dict], Any], message: str) -> None:
@@ -93,3 +104,15 @@ def test_the_lab_envs_are_the_contract_stacks() -> None:
         s.name: (s.region, s.lab_vpc_cidr) for s in platform.stacks.values()
     }
     assert all(e.network.subnet_of(LAB_RANGE) for e in ENVS.values())
+
+
+def test_topics_come_from_the_contract() -> None:
+    """contract.topic(key): the names the kafka role creates, the stream reads and the bench measures."""
+    platform = load()
+    raw, dlq = platform.topic("raw"), platform.topic("dlq")
+    assert raw.name != dlq.name and {raw.created_by, dlq.created_by} == {"kafka"}
+    assert raw.producers == ("collector",) and raw.consumers == ("spark",) and dlq.producers == ("spark",)
+    assert "spark-kafka-" in raw.consumer_groups  # what Spark's Kafka source calls its groups
+    assert platform.topic("bench_ceiling").created_by == "bench"
+    with pytest.raises(ContractError, match=r"unknown topic 'sensor'; platform.yml allows raw, dlq"):
+        platform.topic("sensor")

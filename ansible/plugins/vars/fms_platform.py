@@ -22,6 +22,7 @@ DOCUMENTATION = """
       - The role defaults refer to it for every listener and exporter port, e.g. C(kafka_internal_port)
         is C(fms_platform.ports.kafka_internal.port); Terraform builds the security group rules from
         the same file, so a port is written once.
+      - The Kafka topic names are its C(topics) (C(kafka_topic_raw) is C(fms_platform.topics.raw.name)).
       - Enabled in ansible/ansible.cfg (vars_plugins_enabled).
     options:
       stage:

@@ -72,6 +72,9 @@ DUPLICATE = ReasonCode.DUPLICATE.value
 EXAMPLES = 10
 COMPACTIONS = "_compactions"  # the hourly job's compaction manifests (hourly_summary.HourlySummaryJob)
 DEFAULT_CONFIG = "/etc/fms/stream.yml"
+# The audit reads as the stream's Kafka user (spark), whose group ACLs are prefixed:
+# platform.yml topics.raw.consumer_groups (tests/static/test_platform_contract.py).
+AUDIT_GROUP_ID = "fms-audit"
 
 
 class AuditError(RuntimeError):
@@ -512,7 +515,7 @@ def kafka_ranges(conf: Mapping[str, Any], topic: str, timeout: float) -> dict[in
 
     try:
         # never subscribes or commits: the group id is only required by the client
-        c = Consumer({**conf, "group.id": "fms-audit", "enable.auto.commit": False})
+        c = Consumer({**conf, "group.id": AUDIT_GROUP_ID, "enable.auto.commit": False})
     except KafkaException as e:
         raise AuditError(f"kafka client: {e}") from None
     try:

@@ -54,6 +54,8 @@ class ConfigError(ValueError):
 @dataclass
 class KafkaConfig:
     bootstrap_servers: str = "127.0.0.1:9092"
+    # platform.yml topics.raw; the stand-alone default (Ansible renders the contract's name
+    # into the config; tests/static/test_platform_contract.py holds the two equal)
     topic: str = "fms.sensor.raw"
     client_id: str = "fms-collector"
     security_protocol: str = "PLAINTEXT"

@@ -43,6 +43,8 @@ class StreamConfigError(ValueError):
 @dataclass
 class StreamKafka:
     bootstrap_servers: str = "127.0.0.1:9092"
+    # platform.yml topics.raw / topics.dlq; the stand-alone defaults (Ansible renders the
+    # contract's names into the config; tests/static/test_platform_contract.py holds them equal)
     topic: str = "fms.sensor.raw"
     dlq_topic: str = "fms.sensor.dlq"
     security_protocol: str = "PLAINTEXT"

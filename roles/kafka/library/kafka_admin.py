@@ -82,7 +82,10 @@ EXAMPLES = r"""
     bootstrap_server: kafka-1:9092
     command_config: /etc/kafka/admin.properties
     topics:
-      - {name: fms.sensor.raw, partitions: 12, replication_factor: 3, config: {min.insync.replicas: "2"}}
+      - name: "{{ kafka_topic_raw }}"
+        partitions: 12
+        replication_factor: 3
+        config: {min.insync.replicas: "2"}
 """
 
 RETURN = r"""
