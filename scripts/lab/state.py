@@ -2,6 +2,7 @@
 
     hosts.json            every host the lab created (env, IP, roles, nspawn pid, ...)
     lab.json              per-env network facts, the emulator the lab owns, saved sysctls
+    emulator.pid          the emulator `up` started ({pid, pid_start, port}), written at its start
     outputs/<env>.json    Terraform's outputs of the env's last apply (instances, groups, subnets)
     terraform/<env>/      the staged stack and its local state (scripts/fmsops/terraform.py)
     ssh/id_ed25519[.pub]  the lab key (root on every host)
