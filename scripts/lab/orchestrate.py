@@ -706,7 +706,7 @@ def print_status() -> int:
         (
             r["name"],
             r["env"],
-            ",".join(r["roles"] or [r["role"]]),
+            ",".join(state.host_groups(r)),
             r["ip"],
             r["state"],
             r["ssh"],

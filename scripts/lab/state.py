@@ -25,7 +25,7 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,12 @@ def remove_outputs(env: str) -> None:
     outputs_file(env).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         outputs_file(env).parent.rmdir()
+
+
+def host_groups(rec: Mapping[str, Any]) -> list[str]:
+    """The inventory groups of a host record: `roles`, or its one `role` (records written before
+    `roles` existed have only that)."""
+    return list(rec.get("roles") or [rec.get("role")])
 
 
 def _read(path: Path, default: dict[str, Any]) -> dict[str, Any]:
