@@ -15,7 +15,7 @@ PYTEST = $(TF_ENV); $(VENV)/bin/pytest
 
 .PHONY: help bootstrap lab lab-converge lab-infra lab-down lab-status test test-static test-terraform test-unit \
         test-integration test-monitoring test-property test-property-long test-lab test-offline lint fmt lock bench \
-        predict-eval
+        predict-eval docs
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ lint: ## Ruff and yamllint only
 fmt: ## Format Terraform and Python sources
 	@$(TF_ENV); terraform fmt -recursive terraform
 	@$(VENV)/bin/ruff format .
+
+docs: ## Write the READMEs of roles/* and terraform/modules/* (generated sections only; tests/static checks them)
+	@PYTHONPATH=scripts $(PY) -m moduledocs
 
 lock: ## Re-resolve requirements.in into the fully pinned requirements.txt
 	@rm -rf build/lock-venv && python3 -m venv build/lock-venv

@@ -69,6 +69,8 @@ from pathlib import Path
 from typing import Any
 
 from fmsops.platform_contract import load as load_platform
+from fmsops.procs import stop_group
+from lab.state import host_groups
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -555,19 +557,6 @@ def parse_offsets(output: str, topic: str) -> int | None:
     return total if seen else None
 
 
-def _kill_group(p: subprocess.Popen[Any], timeout: float) -> None:
-    if p.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(p.pid, signal.SIGTERM)
-    try:
-        p.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(p.pid, signal.SIGKILL)
-        p.wait(timeout=10)
-
-
 class Loopback(Environment):
     exact_lag = True
 
@@ -683,7 +672,7 @@ class Loopback(Environment):
 
     def stop_generators(self, procs: list[Any], timeout: float) -> None:
         for p in procs:
-            _kill_group(p, timeout)
+            stop_group(p, timeout)
 
     def kafka_ceiling(self, records: int, record_size: int, partitions: int) -> tuple[float | None, str]:
         self.broker.create_topic(CEILING, partitions=partitions)
@@ -711,7 +700,7 @@ class Loopback(Environment):
 
     def close(self) -> None:
         if self.stream is not None:
-            _kill_group(self.stream, 60)
+            stop_group(self.stream, 60)
         self.broker.stop()
 
 
@@ -759,10 +748,6 @@ def node_name(name: str) -> str:
     return re.sub(r"[^a-z0-9.-]", "-", name.lower())
 
 
-def _in_group(rec: Mapping[str, Any], group: str) -> bool:
-    return group in (rec.get("roles") or [rec.get("role")])
-
-
 @dataclass
 class LabSettings:
     bootstrap: str
@@ -787,7 +772,7 @@ def lab_settings(hosts: Mapping[str, Mapping[str, Any]], env_name: str, ssh_conf
     )
 
     def group(g: str) -> list[Mapping[str, Any]]:
-        return [r for r in recs if _in_group(r, g)]
+        return [r for r in recs if g in host_groups(r)]
 
     kafka, masters, collectors = group("kafka"), group("spark_master"), group("collector")
     missing = [
@@ -970,7 +955,7 @@ class Lab(Environment):
             try:
                 p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _kill_group(p, 10)
+                stop_group(p, 10)
             if p.stdout:
                 p.stdout.close()
 

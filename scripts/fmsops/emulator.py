@@ -6,6 +6,7 @@ only thing that differs from real AWS.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import procs
 
 LOOPBACK = "127.0.0.1"
 # Credentials moto accepts; they never leave the machine. The one place they are
@@ -56,6 +59,9 @@ class Emulator:
     port: int
     log_path: Path
     pid: int | None = None
+    # Written as soon as the process exists, so a run that dies while the emulator starts still
+    # leaves a record of it: {"pid", "pid_start", "port"} (the lab adopts its own leftovers by it).
+    pid_file: Path | None = None
 
     @property
     def url(self) -> str:
@@ -89,6 +95,9 @@ class Emulator:
                 start_new_session=True,
             )
         self.pid = proc.pid
+        if self.pid_file is not None:
+            record = {"pid": proc.pid, "pid_start": procs.start_time(proc.pid), "port": self.port}
+            self.pid_file.write_text(json.dumps(record))
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -121,10 +130,15 @@ class Emulator:
                 except ChildProcessError:  # not our child (started by an earlier run)
                     reaped = 0
                 if reaped == self.pid or not _alive(self.pid):
-                    self.pid = None
+                    self._forget()
                     return
                 time.sleep(0.1)
+        self._forget()
+
+    def _forget(self) -> None:
         self.pid = None
+        if self.pid_file is not None:
+            self.pid_file.unlink(missing_ok=True)
 
     def reset(self) -> None:
         """Forget every emulated resource (moto's reset API)."""

@@ -28,6 +28,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from fmsops.procs import start_time as proc_start_time
+
 from . import state
 
 CGROUP_ROOT_NAME = "fms-lab"
@@ -131,19 +133,6 @@ def memory_usage(name: str) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------- processes
-
-
-def proc_start_time(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":  # a zombie is gone; reap it if it is our child
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)
-        return None
-    return int(fields[19])
 
 
 def nspawn_pid(rec: HostRecord) -> int | None:

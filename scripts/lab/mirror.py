@@ -16,7 +16,6 @@ file.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
 import re
@@ -30,6 +29,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from fmsops import procs
 
 from . import hosts, progress, state
 
@@ -125,14 +126,7 @@ def wait_build(
     try:
         rc = proc.wait(timeout=remaining)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=STOP_TIMEOUT_S)
+        procs.stop_group(proc, STOP_TIMEOUT_S)
         raise SystemExit(
             f"the artifact build did not finish within {timeout_s:.0f}s "
             f"(FMS_MIRROR_BUILD_TIMEOUT); log {log}:\n{_tail(log)}"
@@ -155,14 +149,7 @@ def cancel_build(build: tuple[subprocess.Popen[bytes], Path, float]) -> None:
     if proc.poll() is not None:
         return
     progress.step("mirror: stopping the background artifact build (bring-up failed)")
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    procs.stop_group(proc, STOP_TIMEOUT_S)
 
 
 # ---------------------------------------------------------------------------- serve

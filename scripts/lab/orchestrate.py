@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from fmsops import procs
 from fmsops.emulator import EMULATOR_ENV
 from fmsops.platform_contract import load as load_contract
 
@@ -51,6 +52,10 @@ def _emulator_alive(emu: dict[str, Any]) -> bool:
     return bool(pid) and hosts.proc_start_time(pid) == emu.get("pid_start")
 
 
+def _emulator_pid_file() -> Path:
+    return state.lab_dir() / "emulator.pid"
+
+
 def _start_emulator(lab: dict[str, Any], port: int) -> str:
     try:
         from fmsops.emulator import Emulator
@@ -58,16 +63,70 @@ def _start_emulator(lab: dict[str, Any], port: int) -> str:
         raise SystemExit(
             f"the AWS emulator helper (scripts/fmsops/emulator.py) is not available: {exc}"
         ) from exc
-    emu = Emulator(port=port, log_path=state.logs_dir() / "emulator.log").start()
-    lab["emulator"] = {
-        "owned": True,
-        "url": emu.url,
-        "port": port,
-        "pid": emu.pid,
-        "pid_start": hosts.proc_start_time(emu.pid) if emu.pid else None,
-        "log": str(emu.log_path),
-    }
+    state.lab_dir().mkdir(parents=True, exist_ok=True)
+    log = state.logs_dir() / "emulator.log"
+    emu = Emulator(port=port, log_path=log, pid_file=_emulator_pid_file()).start()
+    assert emu.pid is not None
+    lab["emulator"] = _owned_record(emu.pid, hosts.proc_start_time(emu.pid), port)
     return emu.url
+
+
+def _owned_record(pid: int, pid_start: int | None, port: int) -> dict[str, Any]:
+    log = state.logs_dir() / "emulator.log"
+    url = f"http://127.0.0.1:{port}"
+    return {"owned": True, "url": url, "port": port, "pid": pid, "pid_start": pid_start, "log": str(log)}
+
+
+def _own_leftover_emulator() -> dict[str, Any] | None:
+    """The emulator an earlier `up` of this lab dir started and left running (a run that failed or
+    was killed before it recorded it in lab.json), by <lab>/emulator.pid: the same pid and start
+    time, and the command line of our moto_server launcher on the recorded port. None otherwise
+    (a stale pid file is removed; whatever process holds that pid now is left alone)."""
+    path = _emulator_pid_file()
+    try:
+        rec = json.loads(path.read_text())
+        pid, port = int(rec["pid"]), int(rec["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    cmd = procs.cmdline(pid)
+    ours = (
+        procs.start_time(pid) == rec.get("pid_start")
+        and len(cmd) >= 2
+        and Path(cmd[1]).name == "moto_server.py"
+        and cmd[-2:] == ["-p", str(port)]
+    )
+    if not ours:
+        path.unlink(missing_ok=True)
+        return None
+    return _owned_record(pid, rec.get("pid_start"), port)
+
+
+def _reusable_emulator(lab: dict[str, Any], emulator_url: str | None) -> bool:
+    """Whether `up` can use the lab's own running emulator (recorded in lab.json, or left by a failed
+    run): its own leftover on this port is adopted; one that does not answer, or answers on another
+    port, is stopped so a fresh one starts. Anything else on the port stays and fails preflight."""
+    if emulator_url is not None:
+        return False
+    emu = lab.get("emulator")
+    if emu is not None and emu.get("owned") and _emulator_alive(emu):
+        return True
+    left = _own_leftover_emulator()
+    if left is None:
+        return False
+    from fmsops.emulator import Emulator
+
+    port = emulator_port()
+    answers = Emulator(port=left["port"], log_path=Path(left["log"]), pid=left["pid"]).is_ready()
+    if answers and left["port"] == port:
+        lab["emulator"] = left
+        progress.step(
+            f"emulator: reusing moto_server (pid {left['pid']}) an earlier `up` left at {left['url']}"
+        )
+        return True
+    why = f"port {left['port']}, not {port}" if answers else "it does not answer"
+    progress.step(f"emulator: replacing moto_server (pid {left['pid']}) an earlier `up` left ({why})")
+    _stop_emulator({"emulator": left})
+    return False
 
 
 def _stop_emulator(lab: dict[str, Any]) -> None:
@@ -77,7 +136,10 @@ def _stop_emulator(lab: dict[str, Any]) -> None:
     progress.step(f"emulator: stopping moto_server (pid {emu['pid']})")
     from fmsops.emulator import Emulator
 
-    Emulator(port=emu["port"], log_path=Path(emu["log"]), pid=emu["pid"]).stop(EMULATOR_STOP_TIMEOUT_S)
+    pid_file = _emulator_pid_file()
+    Emulator(port=emu["port"], log_path=Path(emu["log"]), pid=emu["pid"], pid_file=pid_file).stop(
+        EMULATOR_STOP_TIMEOUT_S
+    )
     # Emulator.stop() cannot wait for a process that is not its child (the `up` that started
     # it has exited): wait here (bounded), then kill its process group.
     if hosts.wait_gone({emu["pid"]}, EMULATOR_STOP_TIMEOUT_S):
@@ -85,6 +147,20 @@ def _stop_emulator(lab: dict[str, Any]) -> None:
             os.killpg(emu["pid"], signal.SIGKILL)
         if hosts.wait_gone({emu["pid"]}, EMULATOR_STOP_TIMEOUT_S):
             raise SystemExit(f"moto_server (pid {emu['pid']}) survived SIGKILL")
+
+
+def _ensure_emulator(lab: dict[str, Any], emulator_url: str | None, port: int | None) -> str:
+    """The emulator `up` uses (after preflight): the given URL, the lab's running one (port None),
+    or a new one on `port`; recorded in `lab` (the caller saves it)."""
+    if emulator_url:
+        lab["emulator"] = {"owned": False, "url": emulator_url}
+        progress.step(f"emulator: using {emulator_url} (not managed by the lab)")
+        return emulator_url
+    if port is None:
+        progress.step(f"emulator: moto_server already running at {lab['emulator']['url']}")
+        return str(lab["emulator"]["url"])
+    progress.step(f"emulator: starting moto_server on 127.0.0.1:{port}")
+    return _start_emulator(lab, port)
 
 
 def _terraform_apply_fn():
@@ -190,8 +266,7 @@ def up(
     prof = PROFILES[profile]
     with state.locked():
         lab, all_hosts = state.load_lab(), state.load_hosts()
-        emu = lab.get("emulator")
-        reuse = emulator_url is None and emu is not None and emu.get("owned") and _emulator_alive(emu)
+        reuse = _reusable_emulator(lab, emulator_url)
         port = None if emulator_url or reuse else emulator_port()
         own_bridge = env.bridge if env.name in lab["envs"] else None
         if own_bridge is None and network.is_stale_bridge(env.bridge):
@@ -212,16 +287,7 @@ def up(
             already_used_mib=_env_memory_mib(all_hosts, env),
         )
 
-        if emulator_url:
-            lab["emulator"] = {"owned": False, "url": emulator_url}
-            url = emulator_url
-            progress.step(f"emulator: using {url} (not managed by the lab)")
-        elif reuse:
-            url = emu["url"]
-            progress.step(f"emulator: moto_server already running at {url}")
-        else:
-            progress.step(f"emulator: starting moto_server on 127.0.0.1:{port}")
-            url = _start_emulator(lab, port)
+        url = _ensure_emulator(lab, emulator_url, port)
         state.save_lab(lab)
 
         build = None
@@ -545,6 +611,8 @@ def down(env_names: list[str] | None = None) -> None:
         state.save_lab(lab)
         if not lab["envs"]:
             _stop_emulator(lab)
+            if (left := _own_leftover_emulator()) is not None:  # one a failed `up` never recorded
+                _stop_emulator({"emulator": left})
             network.restore_ip_forward(lab)
             saved = lab.pop("saved_sysctls", {})
             others = network.lab_bridges()
@@ -638,7 +706,7 @@ def print_status() -> int:
         (
             r["name"],
             r["env"],
-            ",".join(r["roles"] or [r["role"]]),
+            ",".join(state.host_groups(r)),
             r["ip"],
             r["state"],
             r["ssh"],

@@ -49,10 +49,9 @@ def urls_by_host(env_name: str) -> dict[str, list[str]]:
     for rec in state.load_hosts().values():
         if rec.get("env") != env_name:
             continue
-        groups = rec.get("roles") or [rec.get("role")]
         urls = [
             f"{label}={tpl.format(ip=rec['ip'], **ports)}"
-            for g in groups
+            for g in state.host_groups(rec)
             for label, tpl in GROUP_URLS.get(g, [])
         ]
         if urls:
@@ -87,7 +86,7 @@ def first_host(env_name: str, group: str) -> str | None:
     names = sorted(
         rec["name"]
         for rec in state.load_hosts().values()
-        if rec.get("env") == env_name and group in (rec.get("roles") or [rec.get("role")])
+        if rec.get("env") == env_name and group in state.host_groups(rec)
     )
     return names[0] if names else None
 

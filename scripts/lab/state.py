@@ -2,6 +2,7 @@
 
     hosts.json            every host the lab created (env, IP, roles, nspawn pid, ...)
     lab.json              per-env network facts, the emulator the lab owns, saved sysctls
+    emulator.pid          the emulator `up` started ({pid, pid_start, port}), written at its start
     outputs/<env>.json    Terraform's outputs of the env's last apply (instances, groups, subnets)
     terraform/<env>/      the staged stack and its local state (scripts/fmsops/terraform.py)
     ssh/id_ed25519[.pub]  the lab key (root on every host)
@@ -24,7 +25,7 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,12 @@ def remove_outputs(env: str) -> None:
     outputs_file(env).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         outputs_file(env).parent.rmdir()
+
+
+def host_groups(rec: Mapping[str, Any]) -> list[str]:
+    """The inventory groups of a host record: `roles`, or its one `role` (records written before
+    `roles` existed have only that)."""
+    return list(rec.get("roles") or [rec.get("role")])
 
 
 def _read(path: Path, default: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,28 @@
+"""python -m moduledocs [--check]: write (or check) the READMEs of roles/* and terraform/modules/*."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import FIX_COMMAND, REPO, stale, write
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="moduledocs", description=__doc__)
+    parser.add_argument("--check", action="store_true", help="only report missing or stale READMEs (exit 1)")
+    args = parser.parse_args(argv)
+    if args.check:
+        problems = stale()
+        for line in problems:
+            print(line)
+        if problems:
+            print(f"run `{FIX_COMMAND}` to regenerate them")
+        return 1 if problems else 0
+    for path in write():
+        print(f"wrote {path.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
