@@ -45,6 +45,9 @@ TOPIC_KEYS = frozenset({"name", "description", "created_by", "producers", "consu
 # SCRAM user names (kafka_scram_usernames) and consumer group prefixes.
 KAFKA_USER = re.compile(r"^[a-z][a-z0-9_-]*$")
 GROUP_PREFIX = re.compile(r"^[a-zA-Z0-9._-]+$")
+# A stack's site role: active runs the pipeline, standby keeps it installed but stopped (Ansible
+# fms_site_role); the standby stack of a pair requests the VPC peering (terraform/modules/peering).
+SITE_ROLES = ("active", "standby")
 
 
 _T = TypeVar("_T")
@@ -105,6 +108,7 @@ class StackSpec:
     vpc_cidr: str
     lab_vpc_cidr: str
     peer: str | None
+    role: str  # active or standby (SITE_ROLES)
 
     def cidr(self, environment: Environment) -> str:
         """The stack's VPC CIDR in `environment` (the lab has addresses of its own)."""
@@ -258,22 +262,30 @@ def _stacks(data: Mapping[str, Any]) -> dict[str, StackSpec]:
     stacks: dict[str, StackSpec] = {}
     for name, s in data.items():
         where = f"stacks.{name}"
-        keys = {"description", "region", "vpc_cidr", "lab_vpc_cidr", "peer"}
+        keys = {"description", "region", "vpc_cidr", "lab_vpc_cidr", "peer", "role"}
         if not NAME.match(name) or not isinstance(s, Mapping) or set(s) != keys or not s["description"]:
             raise ContractError(f"{where}: needs a lower-case name and exactly {sorted(keys)}")
         if not AWS_REGION.match(str(s["region"])):
             raise ContractError(f"{where}.region: {s['region']!r} is not an AWS region code")
         _network(f"{where}.vpc_cidr", s["vpc_cidr"])
         _network(f"{where}.lab_vpc_cidr", s["lab_vpc_cidr"])
+        if s["role"] not in SITE_ROLES:
+            raise ContractError(f"{where}.role: {s['role']!r} must be one of {', '.join(SITE_ROLES)}")
         stacks[name] = StackSpec(
-            name, s["description"], s["region"], s["vpc_cidr"], s["lab_vpc_cidr"], s["peer"]
+            name, s["description"], s["region"], s["vpc_cidr"], s["lab_vpc_cidr"], s["peer"], s["role"]
         )
     for s in stacks.values():
         if s.peer is None:
+            if s.role != "active":  # a standby nobody replicates into could never be promoted
+                raise ContractError(f"stacks.{s.name}.role: a stack without a peer must be active")
             continue
         peer = stacks.get(s.peer)
         if peer is None or peer.name == s.name or peer.peer != s.name:
             raise ContractError(f"stacks.{s.name}.peer: {s.peer!r} must be another stack naming it as peer")
+        if {s.role, peer.role} != set(SITE_ROLES):  # one side serves, the other stands by (and peers)
+            raise ContractError(
+                f"stacks.{s.name}.role: of the peers {s.name} and {s.peer} one must be active, one standby"
+            )
         for key in ("vpc_cidr", "lab_vpc_cidr"):
             ours, theirs = (ipaddress.IPv4Network(getattr(x, key)) for x in (s, peer))
             if ours.overlaps(theirs):  # the VPCs route to each other for MirrorMaker 2

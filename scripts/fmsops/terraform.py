@@ -122,9 +122,22 @@ class Stack:
         var_files: Sequence[Path] = (),
         variables: Mapping[str, str] | None = None,
         transient_retries: int = 1,
+        refresh: bool = True,
     ) -> None:
-        """`apply`; against the emulator, a known emulator failure is retried (logged) before it fails."""
-        args = ("apply", "-auto-approve", "-input=false", "-no-color", *_var_args(var_files, variables))
+        """`apply`; against the emulator, a known emulator failure is retried (logged) before it fails.
+
+        refresh=False skips reading back every resource first: for a small change
+        right after an apply or a plan of the same stack, whose state is current.
+        """
+        flags = () if refresh else ("-refresh=false",)
+        args = (
+            "apply",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+            *flags,
+            *_var_args(var_files, variables),
+        )
         for attempt in range(transient_retries + 1):
             try:
                 self.run(*args)

@@ -63,7 +63,7 @@ def test_yamllint(target: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-PLAYBOOKS = ["site.yml", "rolling_restart.yml", "pipeline.yml", "monitoring.yml"]
+PLAYBOOKS = ["site.yml", "rolling_restart.yml", "pipeline.yml", "monitoring.yml", "promote.yml"]
 
 
 def _run_ansible_lint(paths: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -363,6 +363,15 @@ def test_preflight_rejects_an_environment_or_stack_not_in_the_contract(
     _assert_stopped_in_preflight(result, "must be named in platform.yml. Allowed environments")
     assert "production, staging, dev, test, lab" in result.stdout and "primary, dr" in result.stdout
     assert not fresh.exists(), "the secrets of a misnamed site were created"
+
+
+def test_preflight_rejects_a_site_role_that_is_neither_active_nor_standby(tmp_path: Path) -> None:
+    layout = _layout()
+    layout["all"]["vars"]["fms_site_role"] = "passive"
+    fresh = tmp_path / "secrets"
+    result = _site(_write_inventory(tmp_path, layout), fresh)
+    _assert_stopped_in_preflight(result, "fms_site_role must be one of: active, standby")
+    assert not fresh.exists(), "the secrets of a misconfigured site were created"
 
 
 def test_preflight_rejects_brokers_without_controllers(secrets_dir: Path, tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ PLAYBOOK = """\
           fms_environment: "{{ fms_environment }}"
           fms_stack_role: "{{ fms_stack_role }}"
           fms_site: "{{ fms_site }}"
+          fms_site_role: "{{ fms_site_role }}"
           fms_secrets_dir: "{{ fms_secrets_dir }}"
           fms_production: "{{ fms_production }}"
 
@@ -117,6 +118,16 @@ def test_each_stack_is_its_own_site(sites: dict[str, dict[str, Any]]) -> None:
         "prod-dr-kafka-1": "True",
         "lab-dr-kafka-1": "False",
         "static-kafka-1": "True",
+    }
+
+
+def test_the_site_role_comes_from_the_stack(sites: dict[str, dict[str, Any]]) -> None:
+    """platform.yml stacks.<stack>.role: primary active, DR a standby (its pipeline installed, stopped)."""
+    assert {h: s["fms_site_role"] for h, s in sites.items()} == {
+        "prod-primary-kafka-1": "active",
+        "prod-dr-kafka-1": "standby",
+        "lab-dr-kafka-1": "standby",
+        "static-kafka-1": "active",
     }
 
 

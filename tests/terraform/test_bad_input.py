@@ -55,6 +55,12 @@ CASES = {
         None,
         "vpc_cidr overlaps one of non_overlapping_cidrs",
     ),
+    # The standby stack peers with the active one's VPC: applied first, it says what to do.
+    "standby_before_its_peer": (
+        {"stack_role": "dr", "availability_zones": f'["{env_region("dr")}a", "{env_region("dr")}c"]'},
+        None,
+        "Apply terraform/envs/primary first, set peer_vpc_id, or set enable_peering = false",
+    ),
     "single_az": (
         {"availability_zones": f'["{env_region("primary")}a"]'},
         None,

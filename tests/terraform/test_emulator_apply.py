@@ -1,6 +1,10 @@
 """Both stacks applied for real to the AWS emulator (moto, loopback), in two
 regions: apply -> empty plan -> what exists is what was designed -> the
-inventory plugin sees it -> destroy leaves nothing.
+inventory plugin sees it -> the peering removed leaves no route -> destroy
+leaves nothing.
+
+The order is the operator's (README): primary, then DR (its VPC peering needs
+the primary's VPC), then primary again with lake replication into DR's buckets.
 
 Timings land in build/reports/terraform-emulator.json.
 """
@@ -24,7 +28,7 @@ from fmsops.terraform import REPO, Stack, env_region, lab_stack, lab_var_file
 
 pytestmark = [pytest.mark.terraform, pytest.mark.slow]
 REPORT = REPO / "build" / "reports" / "terraform-emulator.json"
-ENVS = ("dr", "primary")  # DR first: the primary's lake replicates into it
+ENVS = ("primary", "dr")  # DR after primary: DR requests the peering to the primary's VPC
 
 
 class Applied:
@@ -63,19 +67,28 @@ def applied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Applied]:
             stack = lab_stack(env, emulator.url, workdir=workdir / env).stage()
             stack.init()
             variables = {"aws_endpoint_url": emulator.url}
-            if env == "primary":
-                dr = state.outputs["dr"]
-                variables["lake_replication"] = hcl(
-                    {
-                        "enabled": True,
-                        "destination_bucket_arns": dr["lake_bucket_arns"],
-                        "destination_kms_key_arn": dr["kms_key_arn"],
-                    }
-                )
-            state.timed(f"apply_{env}_s", stack.apply, [lab_var_file(env)], variables)
             state.stacks[env] = stack
             state.variables[env] = variables
+            state.timed(f"apply_{env}_s", stack.apply, [lab_var_file(env)], variables)
             state.outputs[env] = stack.outputs()
+        # The primary's lake replicates into the DR buckets that exist now: a second, small apply
+        # without reading back what the first just created (the empty-plan tests then refresh all).
+        dr = state.outputs["dr"]
+        state.variables["primary"]["lake_replication"] = hcl(
+            {
+                "enabled": True,
+                "destination_bucket_arns": dr["lake_bucket_arns"],
+                "destination_kms_key_arn": dr["kms_key_arn"],
+            }
+        )
+        state.timed(
+            "apply_primary_replication_s",
+            state.stacks["primary"].apply,
+            [lab_var_file("primary")],
+            state.variables["primary"],
+            refresh=False,
+        )
+        state.outputs["primary"] = state.stacks["primary"].outputs()
         yield state
     finally:
         for env in reversed(ENVS):
@@ -285,6 +298,89 @@ def test_inventory_plugin_groups_every_instance(applied: Applied, env: str, inve
         timeout=120,
     )
     assert "@kafka_controller:" in graph.stdout
+
+
+def _peering_routes(applied: Applied, env: str) -> dict[str, list[dict[str, Any]]]:
+    """Route table id -> its routes through a VPC peering, for every table of the env's VPC."""
+    ec2 = applied.ec2(env)
+    tables = ec2.describe_route_tables(
+        Filters=[{"Name": "vpc-id", "Values": [applied.outputs[env]["vpc_id"]]}]
+    )
+    return {
+        t["RouteTableId"]: [r for r in t["Routes"] if r.get("VpcPeeringConnectionId")]
+        for t in tables["RouteTables"]
+    }
+
+
+def _private_tables(applied: Applied, env: str) -> set[str]:
+    """The route tables the env's private and data subnets use (the public one carries the bastion only)."""
+    ec2 = applied.ec2(env)
+    vpc = applied.outputs[env]["vpc_id"]
+    subnets = ec2.describe_subnets(
+        Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "tag:Tier", "Values": ["private", "data"]}]
+    )["Subnets"]
+    tables = ec2.describe_route_tables(
+        Filters=[{"Name": "association.subnet-id", "Values": [s["SubnetId"] for s in subnets]}]
+    )["RouteTables"]
+    assert len(subnets) == 4 and tables, "lab.tfvars: private and data subnets in two zones"
+    return {t["RouteTableId"] for t in tables}
+
+
+def test_dr_peers_with_primary_routed_both_ways(applied: Applied) -> None:
+    """DR requested the peering, the primary region accepted it, each private table routes the other VPC."""
+    peering = applied.outputs["dr"]["peering"]
+    primary_cidr, dr_cidr = applied.outputs["primary"]["vpc_cidr"], applied.outputs["dr"]["vpc_cidr"]
+    contract = load_platform()
+    assert primary_cidr == contract.stack("primary").lab_vpc_cidr  # one home: platform.yml
+    # `terraform output` leaves out a null output: the active stack holds nothing of the peering.
+    assert applied.outputs["primary"].get("peering") is None
+    assert peering["peer_cidr"] == primary_cidr and peering["vpc_cidr"] == dr_cidr
+    assert peering["status"] == "active" and peering["peer_vpc_id"] == applied.outputs["primary"]["vpc_id"]
+    for env in ENVS:  # the same connection, seen from either region
+        (pcx,) = applied.ec2(env).describe_vpc_peering_connections(VpcPeeringConnectionIds=[peering["id"]])[
+            "VpcPeeringConnections"
+        ]
+        assert pcx["Status"]["Code"] == "active", pcx["Status"]
+        assert (pcx["RequesterVpcInfo"]["VpcId"], pcx["RequesterVpcInfo"]["Region"]) == (
+            applied.outputs["dr"]["vpc_id"],
+            applied.region("dr"),
+        )
+        assert (pcx["AccepterVpcInfo"]["VpcId"], pcx["AccepterVpcInfo"]["Region"]) == (
+            applied.outputs["primary"]["vpc_id"],
+            applied.region("primary"),
+        )
+        assert pcx["RequesterVpcInfo"]["PeeringOptions"]["AllowDnsResolutionFromRemoteVpc"] is True
+        assert pcx["AccepterVpcInfo"]["PeeringOptions"]["AllowDnsResolutionFromRemoteVpc"] is True
+    for env, other_cidr in (("dr", primary_cidr), ("primary", dr_cidr)):
+        routes = _peering_routes(applied, env)
+        private = _private_tables(applied, env)
+        for table, through in routes.items():
+            want = [(other_cidr, peering["id"])] if table in private else []
+            assert [(r["DestinationCidrBlock"], r["VpcPeeringConnectionId"]) for r in through] == want, (
+                env,
+                table,
+            )
+
+
+def test_removing_the_peering_leaves_no_route(applied: Applied) -> None:
+    """enable_peering=false on DR: the connection is deleted and no table of either VPC routes through it."""
+    pcx_id = applied.outputs["dr"]["peering"]["id"]
+    applied.variables["dr"]["enable_peering"] = "false"
+    # The empty-plan tests have just refreshed DR's state: only the peering's removal is applied.
+    applied.timed(
+        "apply_dr_without_peering_s",
+        applied.stacks["dr"].apply,
+        [lab_var_file("dr")],
+        applied.variables["dr"],
+        refresh=False,
+    )
+    assert applied.stacks["dr"].outputs().get("peering") is None
+    for env in ENVS:
+        assert all(routes == [] for routes in _peering_routes(applied, env).values()), env
+        (pcx,) = applied.ec2(env).describe_vpc_peering_connections(VpcPeeringConnectionIds=[pcx_id])[
+            "VpcPeeringConnections"
+        ]
+        assert pcx["Status"]["Code"] == "deleted"
 
 
 def test_destroy_leaves_nothing(applied: Applied) -> None:

@@ -51,6 +51,12 @@ def _move(c: dict[str, Any]) -> None:
         (lambda c: c["stacks"]["dr"].update(vpc_cidr="10.10.0.0/16"), "overlaps its peer"),
         (lambda c: c["stacks"]["dr"].update(peer="dr"), "must be another stack naming it"),
         (lambda c: c["stacks"]["primary"].pop("lab_vpc_cidr"), "exactly"),
+        (lambda c: c["stacks"]["dr"].update(role="passive"), "must be one of active, standby"),
+        (lambda c: c["stacks"]["dr"].update(role="active"), "one must be active, one standby"),
+        (
+            lambda c: c["stacks"]["primary"].update(peer=None) or c["stacks"]["dr"].update(peer=None),
+            "without a peer must be active",
+        ),
         (lambda c: c["topics"]["raw"].update(name="fms sensor raw"), "Kafka refuses the topic name"),
         (lambda c: c["topics"]["dlq"].update(name=".."), "Kafka refuses the topic name"),
         (lambda c: c["topics"]["dlq"].update(name="fms_sensor_raw"), "collides with topics.raw"),
@@ -83,6 +89,7 @@ def test_environments_and_stacks_come_from_the_contract() -> None:
     assert platform.environment("production").production and not platform.environment("lab").production
     primary, dr = platform.stack("primary"), platform.stack("dr")
     assert (primary.peer, dr.peer) == ("dr", "primary") and primary.region != dr.region
+    assert (primary.role, dr.role) == ("active", "standby")
     assert primary.cidr(platform.environment("lab")) == primary.lab_vpc_cidr
     assert primary.cidr(platform.environment("dev")) == primary.vpc_cidr
 

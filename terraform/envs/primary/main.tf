@@ -22,6 +22,14 @@ locals {
   vpc_cidr      = coalesce(var.vpc_cidr, local.lab_network ? local.stack.lab_vpc_cidr : local.stack.vpc_cidr)
   peer_vpc_cidr = var.peer_vpc_cidr != null ? var.peer_vpc_cidr : local.peer_stack == null ? null : local.lab_network ? local.peer_stack.lab_vpc_cidr : local.peer_stack.vpc_cidr
   peer_cidrs    = local.peer_vpc_cidr == null ? [] : [local.peer_vpc_cidr]
+  peer_region   = coalesce(var.peer_region, try(local.peer_stack.region, null), local.region)
+
+  # The VPC peering between the regions belongs to the standby stack's state
+  # (platform.yml stacks.<name>.role): it is built after the active one, and the
+  # link exists for it (MirrorMaker 2 in the standby pulls from the active Kafka).
+  # The active stack holds nothing of it, so each stack keeps its own state and
+  # its own backend region.
+  peering = local.peer_stack != null && local.stack.role == "standby" && coalesce(var.enable_peering, true)
 
   name               = coalesce(var.name, "${var.project}-${var.environment}-${var.stack_role}")
   availability_zones = coalesce(var.availability_zones, slice(data.aws_availability_zones.available.names, 0, min(var.az_count, length(data.aws_availability_zones.available.names))))
@@ -47,6 +55,72 @@ module "network" {
   # EMR launches into private[0]: its v2 service policy requires the tag there.
   subnet_tier_tags = var.enable_emr ? { private = module.emr.managed_policy_tags } : {}
   tags             = local.tags
+}
+
+# The peer VPC, found in the peer's region by the tags its own stack gives it
+# (Project, Env, Stack = the peer's name) and by the CIDR the contract gives it:
+# no access to the other stack's state, no ids copied by hand. peer_vpc_id pins it.
+data "aws_vpcs" "peer" {
+  count    = local.peering && var.peer_vpc_id == null ? 1 : 0
+  provider = aws.peer
+  tags     = { Project = var.project, Env = var.environment, Stack = local.stack.peer }
+  filter {
+    name   = "cidr-block"
+    values = [local.peer_vpc_cidr]
+  }
+  lifecycle {
+    postcondition {
+      condition     = length(self.ids) == 1
+      error_message = "enable_peering: expected exactly one VPC tagged Project=${var.project}, Env=${var.environment}, Stack=${coalesce(local.stack.peer, "-")} with CIDR ${coalesce(local.peer_vpc_cidr, "-")} in ${local.peer_region}, found ${length(self.ids)}. Apply terraform/envs/${coalesce(local.stack.peer, "-")} first, set peer_vpc_id, or set enable_peering = false."
+    }
+  }
+}
+
+locals {
+  peer_vpc_id = !local.peering ? null : coalesce(var.peer_vpc_id, try(data.aws_vpcs.peer[0].ids[0], null))
+}
+
+# The peer's route tables of its private and data subnets (the tiers its
+# services sit in; the public tier holds only the bastion).
+data "aws_subnets" "peer_private" {
+  count    = local.peering ? 1 : 0
+  provider = aws.peer
+  filter {
+    name   = "vpc-id"
+    values = [local.peer_vpc_id]
+  }
+  filter {
+    name   = "tag:Tier"
+    values = ["private", "data"]
+  }
+}
+
+data "aws_route_tables" "peer_private" {
+  count    = local.peering ? 1 : 0
+  provider = aws.peer
+  vpc_id   = local.peer_vpc_id
+  filter {
+    name   = "association.subnet-id"
+    values = data.aws_subnets.peer_private[0].ids
+  }
+}
+
+module "peering" {
+  source = "../../modules/peering"
+  count  = local.peering ? 1 : 0
+  providers = {
+    aws      = aws
+    aws.peer = aws.peer
+  }
+  name                 = "${local.name}-to-${local.stack.peer}"
+  vpc_id               = module.network.vpc_id
+  vpc_cidr             = module.network.vpc_cidr
+  route_table_ids      = module.network.private_route_table_ids
+  peer_vpc_id          = local.peer_vpc_id
+  peer_region          = local.peer_region
+  peer_cidr            = local.peer_vpc_cidr
+  peer_route_table_ids = { for id in data.aws_route_tables.peer_private[0].ids : id => id }
+  tags                 = local.tags
 }
 
 module "security" {

@@ -77,3 +77,16 @@ output "security_ingress_design" {
   description = "Every intended ingress rule (to role, from role or CIDR, ports), for audits and the emulator test."
   value       = module.security.ingress_design
 }
+
+output "peering" {
+  description = "The VPC peering to the peer stack when this stack holds it (the standby, enable_peering), else null: connection id, status, this and the peer VPC's CIDR, the peer's stack, region and VPC. The lab routes between the two stacks' bridges only when this is set."
+  value = local.peering ? {
+    id          = module.peering[0].id
+    status      = module.peering[0].accept_status
+    vpc_cidr    = module.network.vpc_cidr
+    peer_cidr   = module.peering[0].peer_cidr
+    peer_stack  = local.stack.peer
+    peer_region = local.peer_region
+    peer_vpc_id = local.peer_vpc_id
+  } : null
+}

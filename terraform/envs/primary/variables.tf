@@ -56,6 +56,32 @@ variable "peer_vpc_cidr" {
   default     = null
 }
 
+variable "peer_region" {
+  description = "Region of the other region's stack; null (default) takes stacks.<peer>.region from platform.yml."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.peer_region == null || can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.peer_region))
+    error_message = "peer_region must be an AWS region code such as ap-northeast-2."
+  }
+}
+
+variable "enable_peering" {
+  description = "VPC peering to the peer stack (requested by the standby stack of platform.yml, accepted in the peer's region, routes both ways on the private and data subnets' route tables). null (default) = true when this stack is a standby with a peer; false removes the peering and every route through it. The active stack ignores it (it holds nothing of the peering)."
+  type        = bool
+  default     = null
+}
+
+variable "peer_vpc_id" {
+  description = "With the peering: the peer VPC's id. null (default) looks it up in the peer's region by the tags its stack gives it (Project, Env, Stack) and its CIDR (peer_vpc_cidr)."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.peer_vpc_id == null || can(regex("^vpc-[0-9a-f]+$", var.peer_vpc_id))
+    error_message = "peer_vpc_id must be a VPC id (vpc-...)."
+  }
+}
+
 variable "extra_non_overlapping_cidrs" {
   description = "Further CIDRs the VPC must not overlap (on-premises networks, VPNs)."
   type        = list(string)

@@ -31,6 +31,11 @@ output "subnet_cidrs" {
   }
 }
 
+output "private_route_table_ids" {
+  description = "Route tables of the private and data subnets, keyed by AZ index (\"0\", \"1\", ...; known at plan time)."
+  value       = { for k, rt in aws_route_table.private : k => rt.id }
+}
+
 output "nat_gateway_ids" {
   description = "NAT gateway IDs (one per AZ, or one when single_nat_gateway)."
   value       = [for k in local.nat_keys : aws_nat_gateway.this[k].id]

@@ -1,0 +1,11 @@
+terraform {
+  required_version = ">= 1.9.0"
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.60.0, < 6.0.0"
+      # aws: this VPC's region (the requester); aws.peer: the peer VPC's region (the accepter).
+      configuration_aliases = [aws.peer]
+    }
+  }
+}
