@@ -49,8 +49,8 @@ def test_new_modules_without_readme_and_a_changed_variable_are_reported(tree: Pa
         "argument_specs:\n  main:\n    short_description: A role added in another branch\n"
         "    options:\n      newrole_port: {type: int, default: 1, description: Port.}\n"
     )
-    (tree / "terraform/modules/peering").mkdir()
-    (tree / "terraform/modules/peering/variables.tf").write_text(
+    (tree / "terraform/modules/new_module").mkdir()
+    (tree / "terraform/modules/new_module/variables.tf").write_text(
         'variable "peer_vpc_id" {\n  type = string\n}\n'
     )
     variables = tree / "terraform/modules/kms/variables.tf"
@@ -60,7 +60,7 @@ def test_new_modules_without_readme_and_a_changed_variable_are_reported(tree: Pa
     assert sorted(moduledocs.stale(tree)) == [
         "roles/newrole/README.md: missing",
         "terraform/modules/kms/README.md: its generated section differs from terraform sources",
-        "terraform/modules/peering/README.md: missing",
+        "terraform/modules/new_module/README.md: missing",
     ]
     kms = (tree / "terraform/modules/kms/README.md").read_text()
     moduledocs.write(tree)
@@ -71,5 +71,6 @@ def test_new_modules_without_readme_and_a_changed_variable_are_reported(tree: Pa
     assert "| `added` | `string` | **required** | New. |" in updated
     new = (tree / "roles/newrole/README.md").read_text()
     assert "A role added in another branch" in new and "| `newrole_port` | int | `1` | Port. |" in new
-    peering = (tree / "terraform/modules/peering/README.md").read_text()
-    assert "| `peer_vpc_id` | `string` | **required** |  |" in peering and "No stack calls it yet" in peering
+    new_module = (tree / "terraform/modules/new_module/README.md").read_text()
+    assert "| `peer_vpc_id` | `string` | **required** |  |" in new_module
+    assert "No stack calls it yet" in new_module
