@@ -136,14 +136,22 @@ STALL_S = 120
 
 
 def _restart_sequence(run: converge.PlaybookRun) -> list[tuple[str, str]]:
-    """(task, host) of the Kafka restart and gate tasks, in the order the run executed them."""
-    seq, task = [], ""
+    """("restart", host) and ("gate", "") of the handlers' gated restart walk, in the order run."""
+    seq: list[tuple[str, str]] = []
+    task, walking = "", False
     for line in run.log.read_text(errors="replace").splitlines():
-        if line.startswith("TASK ["):
-            task = line
-        m = re.match(r"(?:changed|ok): \[[^\]]+(?: -> ([^\]]+))?\]", line)
-        if m and ("Restart Kafka on" in task or "Gate - the cluster is healthy again" in task):
-            seq.append(("restart" if "Restart Kafka on" in task else "gate", m.group(1) or ""))
+        header = re.match(r"(?:TASK|RUNNING HANDLER) \[(?:[\w-]+ : )?(.*?)\] \*", line)
+        if header:
+            task = header.group(1)
+            walking = walking or task.startswith("Restart the marked Kafka nodes one at a time")
+            continue
+        if not walking or not re.match(r"(?:changed|ok): \[", line):
+            continue
+        restart = re.fullmatch(r"Restart Kafka on (\S+)", task)
+        if restart:
+            seq.append(("restart", restart.group(1)))
+        elif task.startswith("Stop unless the Kafka cluster is healthy"):
+            seq.append(("gate", ""))
     return seq
 
 
@@ -173,8 +181,10 @@ def test_a_broker_setting_changed_through_site_restarts_brokers_one_at_a_time(co
     print(f"restart sequence: {seq}")
     restarted = [h for what, h in seq if what == "restart"]
     assert sorted(restarted) == kafka_hosts, f"each broker restarted exactly once: {seq}"
-    # restart, gate, restart, gate...: the next broker goes down only after the gate passed
-    assert [what for what, _ in seq] == ["restart", "gate"] * len(kafka_hosts), seq
+    # (the gate before the first), then restart, gate, restart, gate...: the next broker goes
+    # down only after the cluster was whole again
+    walk, n = [what for what, _ in seq], len(kafka_hosts)
+    assert walk[: 1 + 2 * n] == ["gate"] + ["restart", "gate"] * n and walk.count("restart") == n, seq
     for host in kafka_hosts:
         conf = must(host_ssh(host, f"grep -x '{key}={value}' /etc/kafka/server.properties || true"))
         assert conf.strip() == f"{key}={value}", f"{host} did not get the new setting"
