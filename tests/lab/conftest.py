@@ -1,15 +1,16 @@
 """Fixtures for the lab tests (marker `lab`).
 
-`lab` brings up one primary lab (profile minimal: 8 hosts) from the real
+`lab` brings up one primary lab (profile minimal: 11 hosts, three brokers) from the real
 Terraform stack, with the artifact mirror, once per session in its own
 FMS_LAB_DIR; `test_down_leaves_nothing` tears it down and asserts nothing is
 left. Test order: tests without hosts first (fast feedback on a machine that
 cannot run the lab), then the ones on bare lab hosts, then site.yml and
 testinfra (test_lab_converge.py), the security groups between the converged hosts
 (test_lab_security_groups.py), bad input injected into the running pipeline
-(test_lab_bad_input.py), the pipeline end to end (test_lab_pipeline.py: its conservation audit
-also covers every record the bad-input module injected), the alert drills (test_lab_alerts.py),
-then the teardown test.
+(test_lab_bad_input.py), brokers and the stream's driver SIGKILLed under load (test_lab_faults.py),
+the pipeline end to end (test_lab_pipeline.py: its conservation audit also covers every record the
+bad-input module injected and every record that flowed through the faults), the alert drills
+(test_lab_alerts.py), then the teardown test.
 
 Development against a lab that is up: FMS_LAB_REUSE=1 FMS_LAB_DIR=... runs the converge, bad-input,
 pipeline and alert modules on it (`converged` runs site.yml once per session);
@@ -42,6 +43,7 @@ CONVERGE_MODULES = (
     "test_lab_converge.py",
     "test_lab_security_groups.py",
     "test_lab_bad_input.py",
+    "test_lab_faults.py",
     "test_lab_pipeline.py",
     "test_lab_bench.py",
     "test_lab_alerts.py",

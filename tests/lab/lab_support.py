@@ -13,7 +13,9 @@ Terraform never creates.
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,8 +34,12 @@ APPLY = True
 PROFILE = "minimal"
 # Every inventory group the platform needs (the platform contract's); the minimal profile still has each one.
 ALL_GROUPS = set(platform_contract.load().inventory_groups)
-# The bastion and one host per role but the combined broker/controller (lab-minimal.tfvars).
-MINIMAL_HOST_COUNT = 8
+
+
+def profile_host_count(env: str, profile: str = PROFILE) -> int:
+    """Hosts the env's lab-<profile>.tfvars asks for: the sum of its instance groups' counts."""
+    tfvars = REPO / "terraform" / "envs" / env / f"lab-{profile}.tfvars"
+    return sum(int(n) for n in re.findall(r"\bcount\s*=\s*(\d+)", tfvars.read_text()))
 
 
 def outputs(env: str = "primary") -> dict[str, Any]:
@@ -193,3 +199,19 @@ def provision_env(env_name: str, url: str, profile: str = "minimal") -> None:
     stopped = run(f"{env_name}-stopped-1", "bastion", first)
     ec2.stop_instances(InstanceIds=[stopped])
     run(f"{env_name}-other-1", "bastion", first, extra=[{"Key": "Project", "Value": "other"}])
+
+
+def host_epoch(name: str) -> float:
+    """The host's clock (the lab's hosts share the machine's)."""
+    return float(must(host_ssh(name, "date +%s.%N")).strip())
+
+
+def stream_batch_gap_s(master: str, since: float, until: float) -> float:
+    """Longest time in [since, until] without a micro-batch ending in the stream's journal."""
+    journal = (
+        f"journalctl -u fms-stream --since @{int(since)} --until @{int(until) + 1} -o short-unix "
+        "--no-pager | grep -E 'batch [0-9]+: in=' || true"
+    )
+    ends = [float(line.split()[0]) for line in must(host_ssh(master, journal)).splitlines() if line.strip()]
+    marks = [since, *(t for t in ends if since <= t <= until), until]
+    return max(b - a for a, b in itertools.pairwise(marks))

@@ -21,7 +21,6 @@ from lab import firewall, hosts, mirror, network, orchestrate, state
 from lab.envs import BRIDGE_PREFIX, RULE_TAG_PREFIX
 from lab_support import (
     ALL_GROUPS,
-    MINIMAL_HOST_COUNT,
     PROFILE,
     REPO,
     cli_env,
@@ -30,6 +29,7 @@ from lab_support import (
     first_in_group,
     lab_cli,
     outputs,
+    profile_host_count,
     subnet_cidrs,
     tcp_from,
     venv_tool,
@@ -49,7 +49,7 @@ def ssh(rec_or_ip, command: str, timeout_s: float = 30) -> subprocess.CompletedP
 
 def test_every_instance_terraform_created_became_a_host(lab):
     tf = outputs("primary")["instances"]
-    assert len(tf) == MINIMAL_HOST_COUNT, sorted(tf)
+    assert len(tf) == profile_host_count("primary"), sorted(tf)
     assert set(lab) == set(tf)
     for name, rec in lab.items():
         inst = tf[name]
@@ -341,7 +341,7 @@ def test_dr_env_runs_beside_primary_on_its_own_bridge(lab, dr_applied):
         "waiting for its first apply"
     )
     tf = outputs("dr")["instances"]
-    assert set(dr) == set(tf) and len(dr) == MINIMAL_HOST_COUNT
+    assert set(dr) == set(tf) and len(dr) == profile_host_count("dr")
     assert not set(dr) & set(lab), "each env has its own host names"
     assert network.link_exists(f"{BRIDGE_PREFIX}dr") and network.link_exists(f"{BRIDGE_PREFIX}primary")
     for name, rec in dr.items():

@@ -632,6 +632,9 @@ class BatchProcessor:
 
     # ------------------------------------------------------------------ the batch
     def __call__(self, df: DataFrame, batch_id: int) -> None:
+        # Start and end ("batch N: in=...") in the journal: a batch cut off by a crash shows as
+        # started but not ended, and the restarted driver starts the same id again (replay).
+        log.info("batch %d: started", batch_id)
         self.process(df, batch_id)
 
     def process(self, df: DataFrame, batch_id: int) -> BatchSummary:

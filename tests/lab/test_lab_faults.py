@@ -1,0 +1,282 @@
+"""Faults under load on the converged lab: what operators fear, with an independent record of what was acked.
+
+Modelled on Kafka's own system tests (replication_test: SIGKILL the leader repeatedly, every
+acknowledged message must be consumed) and Jepsen's checking: the faults hit while the
+collectors keep producing into the pipeline and Kafka's VerifiableProducer writes a probe
+topic with acks=all (RF 3, min ISR 2 on the minimal profile's three brokers).
+
+* Five broker SIGKILLs, each broker in turn and the active KRaft controller (the quorum
+  leader) among them; each broker comes back (systemd restarts it) and its replicas rejoin
+  every ISR before the next kill. Every record the probe got an ack for is read back exactly
+  once by an independent consumer.
+* Three SIGKILLs of the stream's driver while a micro-batch is running (its start is in the
+  journal, its end is not); systemd restarts the driver, which replays the cut-off batch from
+  the checkpoint and goes on. The lake's books for all of it are kept by the conservation
+  audit of test_lab_pipeline.py, which runs after this module (the conftest orders it): every
+  raw record exactly once - stored, dead-lettered or a counted duplicate.
+
+Each scenario prints a JSON line with its figures (kills, recovery seconds, acked/lost/duplicated).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+import urllib.request
+
+import pytest
+from fmsops.platform_contract import load as load_contract
+from kafka_probe import KafkaProbe
+from lab import state
+from lab_support import first_in_group, host_ssh, must, outputs
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+BROKER_KILLS = 5
+DRIVER_KILLS = 3
+RECOVERY_S = 300  # a broker back in every ISR / the stream past the replayed batch, per kill
+PROBE_TOPIC = "fms.probe.broker-kills"
+KAFKA_JMX = load_contract().port("kafka_jmx_exporter")
+METRIC_LINE = re.compile(r"^([a-z_]+) ([0-9.eE+-]+)$", re.M)
+CONTROLLER = "kafka_controller_kafkacontroller_"
+REPLICAS = "kafka_server_replicamanager_"
+BROKER_STATE = "kafka_server_kafkaserver_brokerstate"  # 3 = RUNNING
+
+
+def _unit_restarts(host: str, unit: str) -> int:
+    return int(must(host_ssh(host, f"systemctl show {unit} -p NRestarts --value")).strip() or 0)
+
+
+def _sigkill(host: str, unit: str) -> None:
+    """SIGKILL every process of the unit at once, as a crash would (systemd sees a failure)."""
+    must(host_ssh(host, f"systemctl kill --signal=SIGKILL {unit}"))
+
+
+def _wait_restarted(host: str, unit: str, restarts_before: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        active = host_ssh(host, f"systemctl is-active {unit}").stdout.strip()
+        if active == "active" and _unit_restarts(host, unit) > restarts_before:
+            return
+        time.sleep(2)
+    status = host_ssh(host, f"systemctl status {unit} --no-pager | tail -20").stdout
+    pytest.fail(f"{unit} on {host} did not come back after SIGKILL:\n{status}")
+
+
+# ---------------------------------------------------------------------------- brokers
+
+
+class Kafka:
+    """The cluster's state as its brokers' JMX exporters report it (the harness may scrape them, as
+    Prometheus does): answers in milliseconds where an admin tool takes a JVM start per question."""
+
+    def __init__(self, brokers: list[str]) -> None:
+        self.brokers = brokers
+        self.ips = {h: state.load_hosts()[h]["ip"] for h in brokers}
+
+    def metrics(self, host: str) -> dict[str, float] | None:
+        url = f"http://{self.ips[host]}:{KAFKA_JMX}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return None
+        return {m[1]: float(m[2]) for m in METRIC_LINE.finditer(text)}
+
+    def snapshot(self) -> dict[str, dict[str, float] | None]:
+        return {h: self.metrics(h) for h in self.brokers}
+
+    def active_controller(self) -> str:
+        snap = self.snapshot()
+        active = [h for h, m in snap.items() if m and m.get(f"{CONTROLLER}activecontrollercount") == 1]
+        assert len(active) == 1, f"want one active controller, the exporters say {active}"
+        return active[0]
+
+    def problems(self) -> list[str]:
+        """Why the cluster is not whole yet ([] = every broker running, registered, in every ISR)."""
+        snap = self.snapshot()
+        out = [f"{h}: exporter silent" for h, m in snap.items() if m is None]
+        up = {h: m for h, m in snap.items() if m}
+        out += [f"{h}: broker state {m.get(BROKER_STATE)}" for h, m in up.items() if m.get(BROKER_STATE) != 3]
+        urp = sum(m.get(f"{REPLICAS}underreplicatedpartitions", 0) for m in up.values())
+        out += [f"{urp:.0f} under-replicated partitions"] if urp else []
+        controllers = [m for m in up.values() if m.get(f"{CONTROLLER}activecontrollercount") == 1]
+        if len(controllers) != 1:
+            out.append(f"{len(controllers)} active controllers")
+        else:
+            c = controllers[0]
+            if c.get(f"{CONTROLLER}activebrokercount") != len(self.brokers):
+                out.append(f"{c.get(f'{CONTROLLER}activebrokercount')} active brokers")
+            for key in ("fencedbrokercount", "offlinepartitionscount"):
+                if c.get(f"{CONTROLLER}{key}"):
+                    out.append(f"{key} {c.get(f'{CONTROLLER}{key}'):.0f}")
+        return out
+
+    def wait_whole(self, deadline: float) -> None:
+        problems: list[str] = []
+        whole_since = None
+        while time.monotonic() < deadline:
+            problems = self.problems()
+            if not problems:
+                # twice, a moment apart: a leader notices a lost follower only when it is fenced
+                if whole_since is not None and time.monotonic() - whole_since >= 2:
+                    return
+                whole_since = whole_since or time.monotonic()
+            else:
+                whole_since = None
+            time.sleep(0.5)
+        pytest.fail(f"Kafka is not whole again: {problems}")
+
+
+def _node_id(host: str) -> int:
+    return int(must(host_ssh(host, "sed -n 's/^node.id=//p' /etc/kafka/server.properties")).strip())
+
+
+def _max_ack_gap_s(events: list[dict]) -> float:
+    stamps = sorted(e["timestamp"] for e in events if "timestamp" in e)
+    return max((b - a for a, b in itertools.pairwise(stamps)), default=0) / 1000
+
+
+def test_broker_sigkills_lose_no_acknowledged_record(converged):
+    """SIGKILL each broker in turn (five kills, the quorum leader among them) under acks=all load."""
+    brokers = sorted(outputs()["inventory_groups"]["kafka"])
+    assert len(brokers) >= 3, f"the fault profile needs three brokers (RF 3, min ISR 2): {brokers}"
+    node = {h: _node_id(h) for h in brokers}
+    kafka = Kafka(brokers)
+    kafka.wait_whole(time.monotonic() + RECOVERY_S)
+    probe = KafkaProbe(brokers[0], PROBE_TOPIC, brokers=len(brokers), rate=200, max_s=900)
+    started = time.monotonic()
+    probe.start()
+    kills: list[dict] = []
+    try:
+        for i in range(BROKER_KILLS):
+            leader = kafka.active_controller()
+            previous = kills[-1]["host"] if kills else None
+            if i in (0, BROKER_KILLS - 2):
+                victim = leader
+            else:  # each broker in turn: the least killed one, not the one just killed
+                counts = {h: sum(k["host"] == h for k in kills) for h in brokers if h != previous}
+                victim = min(counts, key=lambda h: (counts[h], brokers.index(h)))
+            restarts = _unit_restarts(victim, "kafka")
+            acked_before = probe.acked_so_far()
+            t0 = time.monotonic()
+            _sigkill(victim, "kafka")
+            _wait_restarted(victim, "kafka", restarts, t0 + RECOVERY_S)
+            back_s = time.monotonic() - t0
+            kafka.wait_whole(t0 + RECOVERY_S)
+            kills.append(
+                {
+                    "host": victim,
+                    "node_id": node[victim],
+                    "was_active_controller": victim == leader,
+                    "back_s": round(back_s, 1),
+                    "in_sync_s": round(time.monotonic() - t0, 1),
+                    "acked_before": acked_before,
+                }
+            )
+            print(f"kill {i + 1}/{BROKER_KILLS}: {json.dumps(kills[-1])}")
+        time.sleep(5)  # records acked after the last recovery
+    finally:
+        result = probe.stop()
+    events = [
+        json.loads(ln)
+        for ln in host_ssh(
+            probe.client, f"grep producer_send_success {probe.work}/producer.jsonl", 120
+        ).stdout.splitlines()
+        if ln.startswith("{")
+    ]
+    report = {
+        "scenario": "broker_sigkill",
+        "kills": len(kills),
+        "active_controller_kills": sum(k["was_active_controller"] for k in kills),
+        "max_in_sync_s": max(k["in_sync_s"] for k in kills),
+        "max_ack_gap_s": round(_max_ack_gap_s(events), 1),
+        "acked": len(result.acked),
+        "failed_sends": len(result.failed),
+        "lost": len(result.lost),
+        "duplicated": len(result.duplicated),
+        "seconds": round(time.monotonic() - started),
+    }
+    print(json.dumps(report))
+    assert {k["host"] for k in kills} == set(brokers), f"every broker must be killed: {kills}"
+    assert report["active_controller_kills"] >= 1, f"the active controller must be killed: {kills}"
+    acked_at_kills = [k["acked_before"] for k in kills]
+    assert acked_at_kills == sorted(set(acked_at_kills)), f"writes must go on while a broker is down: {kills}"
+    assert not result.failed, f"{len(result.failed)} sends failed, e.g. {result.failed[:3]}"
+    result.assert_nothing_lost_or_duplicated()
+    probe.delete_topic()
+
+
+# ---------------------------------------------------------------------------- the stream's driver
+
+BATCH_LINE = re.compile(r"batch (\d+): (started|in=)")
+
+
+def _batch_events(host: str, since: str) -> list[tuple[int, str]]:
+    """(batch id, 'started'|'in=') from the stream's journal since the given cursor time."""
+    journal = f"journalctl -u fms-stream --since '{since}' -o cat --no-pager | grep -E 'batch [0-9]+: '"
+    out = host_ssh(host, journal)
+    return [(int(m.group(1)), m.group(2)) for m in BATCH_LINE.finditer(out.stdout)]
+
+
+def _host_now(host: str) -> str:
+    return must(host_ssh(host, "date '+%Y-%m-%d %H:%M:%S'")).strip()
+
+
+def test_stream_driver_sigkills_mid_batch_are_replayed(converged):
+    """SIGKILL the stream's driver three times while a batch runs; it replays that batch and goes on."""
+    master = first_in_group("spark_master")
+    assert must(host_ssh(master, "systemctl is-active fms-stream")).strip() == "active"
+    kills: list[dict] = []
+    attempts = 0
+    started = time.monotonic()
+    while len(kills) < DRIVER_KILLS:
+        attempts += 1
+        assert attempts <= DRIVER_KILLS * 4, f"no batch could be caught running: {kills}"
+        since = _host_now(master)
+        # a batch that starts from now on and has not ended: kill while it runs
+        deadline = time.monotonic() + RECOVERY_S
+        running = None
+        while time.monotonic() < deadline and running is None:
+            events = _batch_events(master, since)
+            started_ids = {b for b, what in events if what == "started"}
+            ended_ids = {b for b, what in events if what == "in="}
+            open_ids = sorted(started_ids - ended_ids)
+            running = open_ids[-1] if open_ids else None
+            if running is None:
+                time.sleep(0.5)
+        assert running is not None, f"the stream started no batch in {RECOVERY_S}s"
+        restarts = _unit_restarts(master, "fms-stream")
+        t0 = time.monotonic()
+        _sigkill(master, "fms-stream")
+        ended = {b for b, what in _batch_events(master, since) if what == "in="}
+        if running in ended:  # it ended between our look and the kill: not mid-batch, try again
+            _wait_restarted(master, "fms-stream", restarts, t0 + RECOVERY_S)
+            continue
+        _wait_restarted(master, "fms-stream", restarts, t0 + RECOVERY_S)
+        restarted_at = _host_now(master)  # the new driver logs no batch before its unit is active
+        # The restarted driver replays the cut-off batch (its offsets were logged before it ran),
+        # then goes past it.
+        replayed = past = None
+        while time.monotonic() < t0 + RECOVERY_S and past is None:
+            after = _batch_events(master, restarted_at)
+            ids_started = [b for b, what in after if what == "started"]
+            replayed = ids_started[0] if ids_started else None
+            past = next((b for b, what in after if what == "in=" and b > running), None)
+            if past is None:
+                time.sleep(2)
+        assert replayed == running, (
+            f"the restarted driver began at {replayed}, not the cut-off batch {running}"
+        )
+        assert past is not None, f"the stream did not get past batch {running} in {RECOVERY_S}s"
+        kills.append({"batch": running, "recovered_s": round(time.monotonic() - t0, 1)})
+        print(f"driver kill {len(kills)}/{DRIVER_KILLS}: {json.dumps(kills[-1])}")
+    report = {
+        "scenario": "stream_driver_sigkill_mid_batch",
+        "kills": len(kills),
+        "attempts": attempts,
+        "max_recovered_s": max(k["recovered_s"] for k in kills),
+        "seconds": round(time.monotonic() - started),
+    }
+    print(json.dumps(report))
