@@ -70,6 +70,9 @@ class KafkaProbe:
     """A bounded VerifiableProducer (acks=all) on ``topic`` from broker host ``client``."""
 
     def __init__(self, client: str, topic: str, brokers: int, rate: int = 100, max_s: int = 1200) -> None:
+        # A topic of this run's own: a run that failed before deleting its topic must not
+        # leave records that read back as this run's duplicates (the values restart at 0).
+        topic = f"{topic}.{time.strftime('%Y%m%d%H%M%S')}"
         self.client, self.topic, self.rate, self.max_s = client, topic, rate, max_s
         self.rf = min(3, brokers)
         self.unit = f"fms-probe-{topic.replace('.', '-')}"
