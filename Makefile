@@ -14,7 +14,7 @@ TF_ENV = eval "$$(bash scripts/bootstrap/terraform_env.sh)"
 PYTEST = $(TF_ENV); $(VENV)/bin/pytest
 
 .PHONY: help bootstrap lab lab-converge lab-infra lab-down lab-status test test-static test-terraform test-unit \
-        test-integration test-monitoring test-property test-property-long test-lab test-offline lint fmt lock bench \
+        test-integration test-monitoring test-property test-property-long test-lab test-offline lint fmt lock bench chaos \
         predict-eval docs
 
 help: ## List the targets
@@ -77,7 +77,11 @@ test-monitoring: ## promtool rule tests, amtool config checks, dashboard checks
 	@$(TF_ENV); $(TIMED) monitoring $(VENV)/bin/pytest --durations=15 tests/monitoring
 
 test-lab: ## Lab bring-up, convergence, testinfra, pipeline and alert drills (needs root; -rP prints the measured figures)
-	@$(TF_ENV); $(TIMED) lab $(VENV)/bin/pytest --durations=30 -rP tests/lab
+	@$(TF_ENV); $(TIMED) lab $(VENV)/bin/pytest --durations=30 -rP -m "not chaos" tests/lab
+
+chaos: bootstrap ## Fault scenarios on a fresh lab under load (broker SIGKILL x5, stream driver SIGKILL x3), then the conservation audit
+	@$(TF_ENV); $(TIMED) chaos $(VENV)/bin/pytest --durations=30 -rP tests/lab/test_lab_faults.py \
+	  tests/lab/test_lab_pipeline.py::test_audit_conserves_every_raw_record
 
 lint: ## Ruff and yamllint only
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/yamllint -s .

@@ -1,5 +1,10 @@
 """Faults under load on the converged lab: what operators fear, with an independent record of what was acked.
 
+`make chaos` runs this module on a fresh lab, then the pipeline's conservation audit. It is not
+in `make test` yet: on the 2-core CI machine the two scenarios cost ~10-12 minutes that the
+90-minute limit cannot hold beside the rest of the lab suite (measured: the whole suite would
+take ~85 minutes with them); CI time has to be won back first (issue 18).
+
 Modelled on Kafka's own system tests (replication_test: SIGKILL the leader repeatedly, every
 acknowledged message must be consumed) and Jepsen's checking: the faults hit while the
 collectors keep producing into the pipeline and Kafka's VerifiableProducer writes a probe
@@ -32,7 +37,7 @@ from kafka_probe import KafkaProbe
 from lab import state
 from lab_support import first_in_group, host_ssh, must, outputs
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow]
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.chaos]
 
 BROKER_KILLS = 5
 DRIVER_KILLS = 3
