@@ -201,6 +201,11 @@ def provision_env(env_name: str, url: str, profile: str = "minimal") -> None:
     run(f"{env_name}-other-1", "bastion", first, extra=[{"Key": "Project", "Value": "other"}])
 
 
+def unit_restarts(host: str, unit: str) -> int:
+    """How often systemd has restarted the unit on its own (NRestarts: after failures, kills)."""
+    return int(must(host_ssh(host, f"systemctl show {unit} -p NRestarts --value")).strip() or 0)
+
+
 def host_epoch(name: str) -> float:
     """The host's clock (the lab's hosts share the machine's)."""
     return float(must(host_ssh(name, "date +%s.%N")).strip())

@@ -20,7 +20,16 @@ import time
 import pytest
 from kafka_probe import KafkaProbe
 from lab import converge, state
-from lab_support import REPO, host_epoch, host_ssh, must, outputs, playbook_failures, stream_batch_gap_s
+from lab_support import (
+    REPO,
+    host_epoch,
+    host_ssh,
+    must,
+    outputs,
+    playbook_failures,
+    stream_batch_gap_s,
+    unit_restarts,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -166,7 +175,7 @@ def test_a_broker_setting_changed_through_site_restarts_brokers_one_at_a_time(co
     kafka_hosts = sorted(outputs()["inventory_groups"]["kafka"])
     master = outputs()["inventory_groups"]["spark_master"][0]
     key, value = CHANGED_SETTING
-    stream_restarts = host_ssh(master, "systemctl show fms-stream -p NRestarts --value").stdout.strip()
+    stream_restarts = unit_restarts(master, "fms-stream")
     probe = KafkaProbe(kafka_hosts[0], DRILL_TOPIC, brokers=len(kafka_hosts))
     probe.start()
     started, since = time.monotonic(), host_epoch(master)
@@ -192,7 +201,7 @@ def test_a_broker_setting_changed_through_site_restarts_brokers_one_at_a_time(co
     print(f"setting change under load over {time.monotonic() - started:.0f}s: {result.summary()}")
     assert not result.failed, f"{len(result.failed)} failed sends, e.g. {result.failed[:3]}"
     result.assert_nothing_lost_or_duplicated()
-    after = host_ssh(master, "systemctl show fms-stream -p NRestarts --value").stdout.strip()
+    after = unit_restarts(master, "fms-stream")
     assert after == stream_restarts, "the stream had to be restarted during the broker restarts"
     gap = stream_batch_gap_s(master, since, host_epoch(master))
     print(f"longest time without a committed micro-batch during the drill: {gap:.0f}s")

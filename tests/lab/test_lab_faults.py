@@ -35,7 +35,7 @@ import pytest
 from fmsops.platform_contract import load as load_contract
 from kafka_probe import KafkaProbe
 from lab import state
-from lab_support import first_in_group, host_ssh, must, outputs
+from lab_support import first_in_group, host_ssh, must, outputs, unit_restarts
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.chaos]
 
@@ -50,10 +50,6 @@ REPLICAS = "kafka_server_replicamanager_"
 BROKER_STATE = "kafka_server_kafkaserver_brokerstate"  # 3 = RUNNING
 
 
-def _unit_restarts(host: str, unit: str) -> int:
-    return int(must(host_ssh(host, f"systemctl show {unit} -p NRestarts --value")).strip() or 0)
-
-
 def _sigkill(host: str, unit: str) -> None:
     """SIGKILL every process of the unit at once, as a crash would (systemd sees a failure)."""
     must(host_ssh(host, f"systemctl kill --signal=SIGKILL {unit}"))
@@ -62,7 +58,7 @@ def _sigkill(host: str, unit: str) -> None:
 def _wait_restarted(host: str, unit: str, restarts_before: int, deadline: float) -> None:
     while time.monotonic() < deadline:
         active = host_ssh(host, f"systemctl is-active {unit}").stdout.strip()
-        if active == "active" and _unit_restarts(host, unit) > restarts_before:
+        if active == "active" and unit_restarts(host, unit) > restarts_before:
             return
         time.sleep(2)
     status = host_ssh(host, f"systemctl status {unit} --no-pager | tail -20").stdout
@@ -163,7 +159,7 @@ def test_broker_sigkills_lose_no_acknowledged_record(converged):
             else:  # each broker in turn: the least killed one, not the one just killed
                 counts = {h: sum(k["host"] == h for k in kills) for h in brokers if h != previous}
                 victim = min(counts, key=lambda h: (counts[h], brokers.index(h)))
-            restarts = _unit_restarts(victim, "kafka")
+            restarts = unit_restarts(victim, "kafka")
             acked_before = probe.acked_so_far()
             t0 = time.monotonic()
             _sigkill(victim, "kafka")
@@ -252,7 +248,7 @@ def test_stream_driver_sigkills_mid_batch_are_replayed(converged):
             if running is None:
                 time.sleep(0.5)
         assert running is not None, f"the stream started no batch in {RECOVERY_S}s"
-        restarts = _unit_restarts(master, "fms-stream")
+        restarts = unit_restarts(master, "fms-stream")
         t0 = time.monotonic()
         _sigkill(master, "fms-stream")
         ended = {b for b, what in _batch_events(master, since) if what == "in="}
