@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +53,36 @@ def stop_group(proc: subprocess.Popen[Any], timeout_s: float) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def marked(name: str, value: str) -> set[int]:
+    """Processes whose environment holds name=value: those a tool started and marked, found
+    even when its state file no longer records them (a crashed run)."""
+    marker = f"{name}={value}".encode()
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if marker in (proc / "environ").read_bytes().split(b"\0"):
+                found.add(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def terminate(pids: set[int], timeout_s: float) -> set[int]:
+    """SIGTERM, a bounded wait, then SIGKILL and another; returns the pids still alive."""
+    left = set(pids)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + timeout_s
+        while left and time.monotonic() < deadline:
+            left = {pid for pid in left if start_time(pid) is not None}
+            if left:
+                time.sleep(0.1)
+        if not left:
+            break
+    return left

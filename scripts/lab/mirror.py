@@ -238,17 +238,7 @@ def _terminate(pids: set[int]) -> None:
 
 def processes_of(lab_dir: Path) -> set[int]:
     """Mirror processes (serve, build) the lab in `lab_dir` started, found by their marker variable."""
-    marker = f"{MARKER_ENV}={lab_dir}".encode()
-    found = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if marker in (proc / "environ").read_bytes().split(b"\0"):
-                found.add(int(proc.name))
-        except OSError:
-            continue
-    return found
+    return procs.marked(MARKER_ENV, str(lab_dir))
 
 
 def sweep(lab_dir: Path) -> None:

@@ -29,7 +29,19 @@ from fmsops import procs
 from fmsops.emulator import EMULATOR_ENV
 from fmsops.platform_contract import load as load_contract
 
-from . import discovery, firewall, hosts, mirror, network, preflight, progress, rootfs, services, state
+from . import (
+    alert_receiver,
+    discovery,
+    firewall,
+    hosts,
+    mirror,
+    network,
+    preflight,
+    progress,
+    rootfs,
+    services,
+    state,
+)
 from .envs import AUTO_PROFILE, ENVS, PROFILES, Env, pick_profile
 from .envs import env as get_env
 
@@ -299,6 +311,7 @@ def up(
             if endpoint and mirror_env:
                 _ensure_mirror(lab, endpoint, mirror_env, build)
                 build = None
+            alert_receiver.ensure(lab, env.name)
         finally:
             if build is not None:  # failed before the mirror step: leave no build running
                 mirror.cancel_build(build)
@@ -599,6 +612,8 @@ def down(env_names: list[str] | None = None) -> None:
         if everything or lab.get("mirror", {}).get("env") in targets:
             _stop_mirror(lab)
             state.save_lab(lab)
+        alert_receiver.release(lab, None if everything else targets)
+        state.save_lab(lab)
         if everything:
             _sweep_leftovers()
         for name in targets:
@@ -690,6 +705,9 @@ def print_status() -> int:
     if rec:
         serving = "running" if mirror.alive(rec) and mirror.answers(rec["url"]) else "NOT answering"
         print(f"mirror:   {rec['url']}/ ({serving}; serves {rec['root']}: apache/, maven2/, github/)")
+    alerts = alert_receiver.status_line(lab)
+    if alerts:
+        print(alerts)
     for name, info in sorted(lab["envs"].items()):
         bridge_state = "up" if network.link_exists(info["bridge"]) else "MISSING"
         print(

@@ -1,9 +1,9 @@
 """Faults on the running lab reach an operator as alerts, and their fixes as resolutions.
 
 Runs last among the lab tests on the converged lab with the pipeline running (the conftest
-orders it after test_lab_pipeline.py). The test starts the webhook receiver the lab's
-Alertmanager sends to (inventory/lab: alertmanager_webhook_urls) and injects faults one
-way an operator would meet them:
+orders it after test_lab_pipeline.py). The lab's standing alert receiver (lab.alert_receiver,
+started by `lab up` where the lab's Alertmanagers post: inventory/lab alertmanager_webhook_urls)
+records every delivered alert; the tests inject faults one way an operator would meet them:
 
 * one collector sends a stated share of out-of-range readings: FmsQualityDimensionLow for
   the accuracy dimension (and for no other) is delivered, and resolves once the collector
@@ -27,24 +27,21 @@ import base64
 import importlib.util
 import json
 import ssl
-import threading
 import time
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import yaml
 from fms_jobs.quality.reasons import ReasonCode
 from fmsops.platform_contract import load as load_platform
-from lab import services, state
+from lab import alert_receiver, services, state
 from lab_support import REPO, host_ssh, must, outputs
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
-LAB_MONITORING = REPO / "inventory" / "lab" / "group_vars" / "all" / "lab_monitoring.yml"
 # Fault -> delivered: scrape (15 s) + the rule's `for` (1 m) + evaluation (15 s) + group_wait (10 s),
 # with room for a loaded 2-core machine.
 FIRE_WITHIN_S = 300
@@ -56,35 +53,19 @@ DRILL_UNIT = "fms-alert-drill-collector"
 
 
 @dataclass
-class Notice:
-    at: float
-    status: str
-    labels: dict[str, str]
-
-
-@dataclass
 class Receiver:
-    """Every alert of every webhook notification Alertmanager delivered, with its arrival time."""
+    """What the lab's standing alert receiver (lab.alert_receiver) took from Alertmanager."""
 
-    notices: list[Notice] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    path: Path
 
-    def add(self, payload: dict) -> None:
-        now = time.time()
-        with self.lock:
-            for alert in payload.get("alerts", []):
-                self.notices.append(Notice(now, alert.get("status", ""), alert.get("labels", {})))
-
-    def find(self, alertname: str, status: str, since: float, **labels: str) -> list[Notice]:
-        with self.lock:
-            return [
-                n
-                for n in self.notices
-                if n.at >= since
-                and n.status == status
-                and n.labels.get("alertname") == alertname
-                and all(n.labels.get(k) == v for k, v in labels.items())
-            ]
+    def find(self, alertname: str, status: str, since: float, **labels: str) -> list[alert_receiver.Notice]:
+        return [
+            n
+            for n in alert_receiver.read(self.path, since)
+            if n.status == status
+            and n.labels.get("alertname") == alertname
+            and all(n.labels.get(k) == v for k, v in labels.items())
+        ]
 
     def wait(self, alertname: str, status: str, since: float, within: float, **labels: str) -> float:
         """Seconds from `since` to the first matching notice; fails after `within` seconds."""
@@ -92,36 +73,21 @@ class Receiver:
         while time.time() < deadline:
             found = self.find(alertname, status, since, **labels)
             if found:
-                return found[0].at - since
+                return found[0].received - since
             time.sleep(2)
-        with self.lock:
-            seen = sorted({(n.labels.get("alertname", "?"), n.status) for n in self.notices if n.at >= since})
+        seen = sorted(
+            {(n.labels.get("alertname", "?"), n.status) for n in alert_receiver.read(self.path, since)}
+        )
         pytest.fail(f"no {status} {alertname} {labels or ''} delivered in {within:.0f}s; received: {seen}")
 
 
 @pytest.fixture(scope="module")
-def receiver(converged) -> Iterator[Receiver]:
-    url = urlsplit(yaml.safe_load(LAB_MONITORING.read_text())["alertmanager_webhook_urls"][0])
-    received = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            received.add(json.loads(body or b"{}"))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer((url.hostname, url.port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield received
-    finally:
-        server.shutdown()
-        server.server_close()
+def receiver(converged) -> Receiver:
+    """The receiver `lab up` started on the address the lab's Alertmanagers post to."""
+    rec = state.load_lab().get("alert_receiver")
+    assert rec and alert_receiver.alive(rec), "lab up must leave the standing alert receiver running"
+    assert rec["url"] == alert_receiver.configured().url
+    return Receiver(Path(rec["out"]))
 
 
 def _groups() -> dict[str, list[str]]:
@@ -163,7 +129,8 @@ def test_broker_down_alert_then_resolve(receiver):
         under = receiver.find("KafkaUnderReplicatedPartitions", "firing", fault)
         print(
             f"\nfault -> delivered: KafkaBrokerDown {down:.0f}s after stopping kafka on {broker}; "
-            f"KafkaUnderReplicatedPartitions {'%.0fs' % (under[0].at - fault) if under else 'not delivered'}"
+            "KafkaUnderReplicatedPartitions "
+            + (f"{under[0].received - fault:.0f}s" if under else "not delivered")
         )
     finally:
         fixed = time.time()
@@ -222,19 +189,46 @@ def _used_metric_names() -> tuple[dict[str, str], set[str]]:
     return used, recorded
 
 
-def _scraped_metric_names() -> set[str]:
+def _prometheus(path: str) -> dict:
+    """GET from the primary's Prometheus API (HTTPS with basic auth, as an operator reads it)."""
     monitoring = _groups()["monitoring"][0]
     ip = state.load_hosts()[monitoring]["ip"]
     secrets = state.lab_dir() / "secrets" / "primary" / "monitoring"
     password = (secrets / "prometheus-web.password").read_text()
     port = load_platform().port("prometheus")
-    request = urllib.request.Request(f"https://{ip}:{port}/api/v1/label/__name__/values")
+    request = urllib.request.Request(f"https://{ip}:{port}{path}")
     token = base64.b64encode(f"admin:{password.strip()}".encode()).decode()
     request.add_header("Authorization", f"Basic {token}")
     # HTTPS only; the certificate names the node's address and chains to the env's site CA
     site_ca = ssl.create_default_context(cafile=str(services.site_ca("primary")))
     with urllib.request.urlopen(request, timeout=30, context=site_ca) as response:
-        return set(json.load(response)["data"])
+        return json.load(response)
+
+
+def _scraped_metric_names() -> set[str]:
+    return set(_prometheus("/api/v1/label/__name__/values")["data"])
+
+
+def test_alertmanager_delivered_every_notification_to_the_standing_receiver(receiver):
+    """No notification of the drills above (nor of the converge before them) failed: the lab's
+    Alertmanager always has somebody to tell, so AlertmanagerNotificationsFailing never fires."""
+    query = urllib.parse.quote("sum by (integration) (alertmanager_notifications_failed_total)")
+    failed = {
+        r["metric"].get("integration", "?"): float(r["value"][1])
+        for r in _prometheus(f"/api/v1/query?query={query}")["data"]["result"]
+    }
+    query = urllib.parse.quote("sum by (integration) (alertmanager_notifications_total)")
+    sent = {
+        r["metric"].get("integration", "?"): float(r["value"][1])
+        for r in _prometheus(f"/api/v1/query?query={query}")["data"]["result"]
+    }
+    print(
+        f"\nAlertmanager notifications: sent {sent}, failed {failed}; "
+        f"the receiver holds {len(alert_receiver.read(receiver.path))} alerts"
+    )
+    assert sent.get("webhook", 0) > 0, f"no webhook notification counted: {sent}"
+    assert failed.get("webhook", 0) == 0, f"webhook notifications failed: {failed}"
+    assert not receiver.find("AlertmanagerNotificationsFailing", "firing", 0)
 
 
 def test_rules_and_dashboards_read_only_metric_names_the_lab_scrapes(receiver):
