@@ -599,16 +599,7 @@ def down(env_names: list[str] | None = None) -> None:
             if everything
             else [get_env(n).name for n in env_names]
         )
-        # Bastions go last: every other host's journal is fetched through its env's bastion.
-        order = sorted(all_hosts.items(), key=lambda kv: (state.bastion_of(kv[1], all_hosts) is None, kv[0]))
-        for name, rec in order:
-            if rec["env"] in targets:
-                progress.step(f"hosts: removing {name} ({rec['ip']})")
-                hosts.save_journal(rec)
-                hosts.destroy(rec)
-                del all_hosts[name]
-                state.save_hosts(all_hosts)
-                services.forget([name])
+        _remove_hosts(all_hosts, targets)
         if everything or lab.get("mirror", {}).get("env") in targets:
             _stop_mirror(lab)
             state.save_lab(lab)
@@ -638,6 +629,36 @@ def down(env_names: list[str] | None = None) -> None:
         state.save_lab(lab)
         state.write_ssh_files(all_hosts)
         progress.step(f"down: done in {progress.elapsed():.1f}s")
+
+
+def _remove_hosts(all_hosts: dict[str, hosts.HostRecord], targets: list[str]) -> None:
+    """Save each target host's journal and destroy it, hosts side by side (a host's orderly
+    poweroff mostly waits); the bastions go last, as every other host's journal is fetched
+    through its env's bastion. State is saved for every host removed, even when one fails."""
+    doomed = {n: r for n, r in all_hosts.items() if r["env"] in targets}
+    bastions = {n for n, r in doomed.items() if state.bastion_of(r, all_hosts) is None}
+
+    def remove(name: str) -> None:
+        rec = doomed[name]
+        progress.step(f"hosts: removing {name} ({rec['ip']})")
+        hosts.save_journal(rec)
+        hosts.destroy(rec)
+
+    errors: list[BaseException] = []
+    for wave in (sorted(set(doomed) - bastions), sorted(bastions)):
+        if not wave:
+            continue
+        with ThreadPoolExecutor(max_workers=min(8, len(wave))) as pool:
+            futures = {name: pool.submit(remove, name) for name in wave}
+        for name, fut in futures.items():
+            if fut.exception() is not None:
+                errors.append(fut.exception())
+                continue
+            del all_hosts[name]
+            services.forget([name])
+        state.save_hosts(all_hosts)
+    if errors:
+        raise errors[0]
 
 
 def _sweep_leftovers() -> None:

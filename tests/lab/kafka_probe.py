@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from lab_support import host_ssh, must
 
 PROBE_WORK = "/var/tmp/fms-kafka-probe"
+PARTITIONS = 6
 
 
 def kafka_shell_env() -> str:
@@ -97,7 +98,7 @@ class KafkaProbe:
             f"cat /etc/kafka/admin.properties > {self.work}/producer.properties; "
             f"printf '%s\\n' '{props}' >> {self.work}/producer.properties; "
             f"timeout 120 /opt/kafka/bin/kafka-topics.sh {self.admin} --create --if-not-exists "
-            f"--topic {self.topic} --partitions 6 --replication-factor {self.rf}"
+            f"--topic {self.topic} --partitions {PARTITIONS} --replication-factor {self.rf}"
         )
         must(host_ssh(self.client, prepare, timeout_s=180))
         start = (
@@ -139,15 +140,30 @@ class KafkaProbe:
             failed=[e for e in events if e.get("name") == "producer_send_error"],
             tool=next((e for e in events if e.get("name") == "tool_data"), {}),
         )
-        # Everything in the topic, not only len(acked) records: a duplicate must show up.
+        # Everything in the topic, not only len(acked) records: a duplicate must show up. The
+        # partitions' end offsets say how many records there are, so the reader stops at the last
+        # one instead of idling out; its idle limit only bounds a reader that finds fewer.
+        total = self.records_in_topic()
         consume = (
             f"{self.env} timeout 300 /opt/kafka/bin/kafka-console-consumer.sh "
             f"--bootstrap-server {self.bootstrap} "
             f"--consumer.config /etc/kafka/admin.properties --topic {self.topic} --from-beginning "
-            "--timeout-ms 20000 2>/dev/null"
+            f"--max-messages {total} --timeout-ms 60000 2>/dev/null"
         )
-        result.read = Counter(host_ssh(self.client, consume, 360).stdout.split())
+        result.read = Counter(host_ssh(self.client, consume, 360).stdout.split()) if total else Counter()
         return result
+
+    def records_in_topic(self) -> int:
+        """The sum of the topic's partitions' end offsets (a fresh topic, no compaction, no
+        transactions: every offset is one record, duplicates included)."""
+        shell = (
+            f"{self.env} timeout 120 /opt/kafka/bin/kafka-run-class.sh org.apache.kafka.tools.GetOffsetShell "
+            f"{self.admin} --topic {self.topic} --time -1"
+        )
+        lines = must(host_ssh(self.client, shell, 180)).split()
+        offsets = [int(line.rsplit(":", 1)[1]) for line in lines if line.startswith(f"{self.topic}:")]
+        assert len(offsets) == PARTITIONS, f"want {PARTITIONS} end offsets of {self.topic}: {lines}"
+        return sum(offsets)
 
     def delete_topic(self) -> None:
         delete = (

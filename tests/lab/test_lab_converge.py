@@ -164,7 +164,6 @@ def _restart_sequence(run: converge.PlaybookRun) -> list[tuple[str, str]]:
     return seq
 
 
-@pytest.mark.chaos  # ~11 min on the CI machine: in make chaos until make test has room (issue 18)
 def test_a_broker_setting_changed_through_site_restarts_brokers_one_at_a_time(converged):
     """Issue 17's drill: one broker setting changed and site.yml re-run while acks=all writes go on.
 

@@ -1,9 +1,8 @@
 """Faults under load on the converged lab: what operators fear, with an independent record of what was acked.
 
-`make chaos` runs this module on a fresh lab (after the setting-change drill of
-test_lab_converge.py), then the pipeline's conservation audit. Not in `make test` yet: on the
-2-core CI machine the lab suite with these scenarios and that drill took ~81 of the 90 minutes
-(faults ~8, drill ~11); CI time has to be won back first (issue 18).
+`make test` runs the broker and driver kills after the setting-change drill of
+test_lab_converge.py, then the pipeline's conservation audit; `make chaos` runs every scenario
+here (the cut-off broker too: CI's budget does not hold it yet) on a fresh lab, then the audit.
 
 Modelled on Kafka's own system tests (replication_test: SIGKILL the leader repeatedly, every
 acknowledged message must be consumed) and Jepsen's checking: the faults hit while the
@@ -14,6 +13,9 @@ topic with acks=all (RF 3, min ISR 2 on the minimal profile's three brokers).
   leader) among them; each broker comes back (systemd restarts it) and its replicas rejoin
   every ISR before the next kill. Every record the probe got an ack for is read back exactly
   once by an independent consumer.
+* The active controller cut off from every other host and client for 60 s (blackhole routes
+  on the host, healed by the host itself when the cut's unit ends), then healed: the others
+  elect a controller and lead its partitions, writes go on, every ack is read back once.
 * Three SIGKILLs of the stream's driver while a micro-batch is running (its start is in the
   journal, its end is not); systemd restarts the driver, which replays the cut-off batch from
   the checkpoint and goes on. The lake's books for all of it are kept by the conservation
@@ -34,10 +36,10 @@ import urllib.request
 import pytest
 from fmsops.platform_contract import load as load_contract
 from kafka_probe import KafkaProbe
-from lab import state
+from lab import alert_receiver, state
 from lab_support import first_in_group, host_ssh, must, outputs, unit_restarts
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.chaos]
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 BROKER_KILLS = 5
 DRIVER_KILLS = 3
@@ -204,6 +206,113 @@ def test_broker_sigkills_lose_no_acknowledged_record(converged):
     assert report["active_controller_kills"] >= 1, f"the active controller must be killed: {kills}"
     acked_at_kills = [k["acked_before"] for k in kills]
     assert acked_at_kills == sorted(set(acked_at_kills)), f"writes must go on while a broker is down: {kills}"
+    assert not result.failed, f"{len(result.failed)} sends failed, e.g. {result.failed[:3]}"
+    result.assert_nothing_lost_or_duplicated()
+    probe.delete_topic()
+
+
+# ---------------------------------------------------------------------------- a broker cut off
+
+CUT_S = 60
+CUT_UNIT = "fms-fault-cut-off"
+CUT_SCRIPT = "/run/fms-fault-cut-off.sh"
+CUT_PROBE_TOPIC = "fms.probe.broker-cut-off"
+
+
+def _cut_off(host: str, peers: list[str], seconds: int) -> None:
+    """Cut `host` off from every address of its env (other hosts, the lab machine's gateways) for
+    `seconds`: a blackhole route per peer, so nothing it sends reaches anyone and no connection
+    to it completes. Run by a transient unit on the host that heals the cut when it ends, however
+    it ends (ExecStopPost; RuntimeMaxSec bounds it): the cut heals itself even if this test dies."""
+    routes = " ".join(f"{ip}/32" for ip in peers)
+    script = f'#!/bin/sh\nfor net in {routes}; do ip route "$1" blackhole "$net" 2>/dev/null; done; true\n'
+    must(
+        host_ssh(
+            host,
+            f"printf '{script}' > {CUT_SCRIPT} && chmod 0700 {CUT_SCRIPT} && "
+            f"systemctl reset-failed {CUT_UNIT} 2>/dev/null; "
+            f"systemd-run --unit={CUT_UNIT} -p RuntimeMaxSec={seconds + 60} "
+            f"-p 'ExecStopPost={CUT_SCRIPT} del' "
+            # the first seconds let this ssh session (through the bastion) return before the cut
+            f"/bin/sh -c 'sleep 2; {CUT_SCRIPT} add; sleep {seconds}'",
+        )
+    )
+
+
+def _env_peers(host: str) -> list[str]:
+    """Every address `host` can talk to in its env: the other hosts and the lab machine's gateways."""
+    hosts = state.load_hosts()
+    env = hosts[host]["env"]
+    others = [r["ip"] for n, r in hosts.items() if r["env"] == env and n != host]
+    gateways = [g.split("/")[0] for g in state.load_lab()["envs"][env]["gateways"]]
+    return sorted(set(others) | set(gateways))
+
+
+@pytest.mark.chaos  # make chaos only: CI's 90 minutes hold the kills, not this one yet (issue 18)
+def test_a_broker_cut_off_for_a_minute_loses_no_acknowledged_record(converged):
+    """The active controller cut off from every other host and client for 60 s under acks=all load,
+    then healed: the others elect a controller and take over its partitions, no acknowledged
+    record is lost or duplicated, and the cluster is whole again after the heal."""
+    brokers = sorted(outputs()["inventory_groups"]["kafka"])
+    assert len(brokers) >= 3, f"the fault profile needs three brokers (RF 3, min ISR 2): {brokers}"
+    kafka = Kafka(brokers)
+    kafka.wait_whole(time.monotonic() + RECOVERY_S)
+    victim = kafka.active_controller()
+    others = [b for b in brokers if b != victim]
+    probe = KafkaProbe(others[0], CUT_PROBE_TOPIC, brokers=len(brokers), rate=200, max_s=600)
+    started = time.monotonic()
+    probe.start()
+    try:
+        acked_before = probe.acked_so_far()
+        fault_at = time.time()
+        t0 = time.monotonic()
+        _cut_off(victim, _env_peers(victim), CUT_S)
+        # the rest of the cluster elects a controller among themselves (the cut-off one may still
+        # believe it leads: it hears nobody)
+        new_controller, failover_s = None, None
+        while time.monotonic() < t0 + CUT_S:
+            snap = {h: kafka.metrics(h) for h in others}
+            active = [h for h, m in snap.items() if m and m.get(f"{CONTROLLER}activecontrollercount") == 1]
+            if active:
+                new_controller, failover_s = active[0], time.monotonic() - t0
+                break
+            time.sleep(0.5)
+        while time.monotonic() < t0 + CUT_S + 3:  # the cut lasts CUT_S after its 2 s start
+            time.sleep(1)
+        acked_during = probe.acked_so_far() - acked_before
+        healed = time.monotonic()
+        gone = host_ssh(victim, f"systemctl is-active {CUT_UNIT}", 60).stdout.strip()
+        kafka.wait_whole(healed + RECOVERY_S)
+        whole_s = time.monotonic() - healed
+        time.sleep(5)  # records acked after the heal
+    finally:
+        host_ssh(victim, f"systemctl stop {CUT_UNIT} 2>/dev/null; true", 60)  # heals, if still cut
+        result = probe.stop()
+    delivered = sorted(
+        {
+            f"{n.labels.get('alertname')}:{n.status}"
+            for n in alert_receiver.read(alert_receiver.alerts_file(), fault_at)
+        }
+    )
+    report = {
+        "scenario": "broker_cut_off",
+        "victim": victim,
+        "cut_s": CUT_S,
+        "new_controller": new_controller,
+        "controller_failover_s": round(failover_s, 1) if failover_s is not None else None,
+        "acked_while_cut": acked_during,
+        "whole_after_heal_s": round(whole_s, 1),
+        "alerts_delivered": delivered,
+        "acked": len(result.acked),
+        "failed_sends": len(result.failed),
+        "lost": len(result.lost),
+        "duplicated": len(result.duplicated),
+        "seconds": round(time.monotonic() - started),
+    }
+    print(json.dumps(report))
+    assert gone != "active", "the cut must have healed by itself at its end"
+    assert new_controller in others, f"the others elected no controller in {CUT_S}s: {report}"
+    assert acked_during > 0, f"writes must go on while a broker is cut off: {report}"
     assert not result.failed, f"{len(result.failed)} sends failed, e.g. {result.failed[:3]}"
     result.assert_nothing_lost_or_duplicated()
     probe.delete_topic()
