@@ -12,6 +12,7 @@ import yaml
 from fms_jobs.batch.archive import Dataset, partition_time, s3a_conf
 from fms_jobs.batch.hourly_summary import HourResult, write_textfile
 from fms_jobs.batch.lake import Hour, batch_of
+from fms_jobs.quality.reasons import Dimension
 from fms_jobs.sparkutil.jars import KAFKA_CONNECTOR, MissingJars, find_jars, maven_path
 from fms_jobs.streaming.config import (
     PASSWORD_ENV,
@@ -24,6 +25,7 @@ from fms_jobs.streaming.config import (
 from fms_jobs.streaming.metrics import BulkHistogram, StreamMetrics
 from fms_jobs.streaming.publish import batch_file_prefix
 from fms_jobs.streaming.state import BatchAggregate, DeviceStats, merge
+from prometheus_client import generate_latest
 
 # ------------------------------------------------------------------ configuration
 
@@ -128,6 +130,38 @@ def test_bulk_histogram_exposition() -> None:
         BulkHistogram("x", "y", (1.0,)).add([1, 2], 2, 1.0)
 
 
+def test_no_quality_score_is_exported_before_a_record_is_judged() -> None:
+    """A score of 0 from a driver that has just (re)started would fire FmsQualityScoreLow."""
+    m = StreamMetrics()
+    empty = {
+        "in": 0,
+        "stored": 0,
+        "duplicates": 0,
+        "dead_lettered": {},
+        "flags": {},
+        "passed": {},
+        "clean": 0,
+        "conserved": True,
+        "devices": {},
+    }
+    assert m.registry.get_sample_value("fms_stream_quality_score") is None
+    m.record_batch(empty)
+    assert m.registry.get_sample_value("fms_stream_quality_score") is None, "an empty batch judges nothing"
+    text = generate_latest(m.registry).decode()
+    assert "# TYPE fms_stream_quality_score gauge" in text and "\nfms_stream_quality_score " not in text
+    m.record_batch(
+        empty
+        | {
+            "in": 4,
+            "stored": 4,
+            "clean": 3,
+            "conserved": True,
+            "passed": dict.fromkeys((d.value for d in Dimension), 4),
+        }
+    )
+    assert m.registry.get_sample_value("fms_stream_quality_score") == 0.75
+
+
 def test_record_batch_metrics_contract_names() -> None:
     m = StreamMetrics()
     m.record_batch(
@@ -155,6 +189,7 @@ def test_record_batch_metrics_contract_names() -> None:
     )
     r = m.registry
     assert r.get_sample_value("fms_stream_records_in_total") == 10
+
     assert r.get_sample_value("fms_stream_records_stored_total") == 7
     assert r.get_sample_value("fms_stream_duplicates_total") == 1
     assert r.get_sample_value("fms_stream_records_dead_lettered_total", {"reason": "NOT_UTF8"}) == 2

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from fms_jobs.quality.reasons import Dimension
@@ -49,6 +49,29 @@ class BulkHistogram(Collector):
         return [HistogramMetricFamily(self.name, self.documentation)]
 
 
+class LastValueGauge(Collector):
+    """A gauge exported only once a value was set: a driver that has not judged a record yet
+    exports no quality score rather than a score of 0, which would page someone
+    (FmsQualityScoreLow) every time the stream starts or restarts."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        self._value: float | None = None
+
+    def set(self, value: float) -> None:
+        self._value = float(value)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        fam = GaugeMetricFamily(self.name, self.documentation)
+        if self._value is not None:
+            fam.add_metric([], self._value)
+        yield fam
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return [GaugeMetricFamily(self.name, self.documentation)]
+
+
 class StreamMetrics:
     def __init__(self, registry: CollectorRegistry | None = None, per_device: bool = True) -> None:
         self.registry = registry or CollectorRegistry()
@@ -76,11 +99,11 @@ class StreamMetrics:
             ["dimension"],
             registry=r,
         )
-        self.score = Gauge(
+        self.score = LastValueGauge(
             "fms_stream_quality_score",
             "Share of the last batch's records passing all four dimensions",
-            registry=r,
         )
+        r.register(self.score)
         self.e2e = BulkHistogram(
             "fms_stream_e2e_latency_seconds",
             "Record creation at the collector to the commit of the Parquet files holding it",
