@@ -277,6 +277,8 @@ def test_a_broker_cut_off_for_a_minute_loses_no_acknowledged_record(converged):
                 new_controller, failover_s = active[0], time.monotonic() - t0
                 break
             time.sleep(0.5)
+        # the cut is real: the lab machine no longer reaches the victim's exporter either
+        silent = kafka.metrics(victim) is None
         while time.monotonic() < t0 + CUT_S + 3:  # the cut lasts CUT_S after its 2 s start
             time.sleep(1)
         acked_during = probe.acked_so_far() - acked_before
@@ -300,6 +302,7 @@ def test_a_broker_cut_off_for_a_minute_loses_no_acknowledged_record(converged):
         "cut_s": CUT_S,
         "new_controller": new_controller,
         "controller_failover_s": round(failover_s, 1) if failover_s is not None else None,
+        "victim_silent_while_cut": silent,
         "acked_while_cut": acked_during,
         "whole_after_heal_s": round(whole_s, 1),
         "alerts_delivered": delivered,
@@ -310,6 +313,7 @@ def test_a_broker_cut_off_for_a_minute_loses_no_acknowledged_record(converged):
         "seconds": round(time.monotonic() - started),
     }
     print(json.dumps(report))
+    assert silent, f"{victim} still answered the lab machine while cut off: {report}"
     assert gone != "active", "the cut must have healed by itself at its end"
     assert new_controller in others, f"the others elected no controller in {CUT_S}s: {report}"
     assert acked_during > 0, f"writes must go on while a broker is cut off: {report}"
