@@ -736,7 +736,7 @@ def run_audit(
 def main(argv: Sequence[str] | None = None, *, spark: SparkSession | None = None) -> int:
     """Exit code: 0 conserved, 2 not conserved, 1 configuration error. ``spark``: use this session."""
     a = parse_args(argv)
-    from fms_jobs.config import RulesError, load_rules
+    from fms_jobs.quality.rulebook import RulesError, load_rules
     from fms_jobs.streaming.config import StreamConfigError, librdkafka_config, load_stream_config
 
     try:

@@ -462,7 +462,7 @@ def select_hours(
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from fms_jobs.config import load_rules
+    from fms_jobs.quality.rulebook import load_rules
     from fms_jobs.sparkutil.session import build_session
 
     rules = load_rules(a.rules)

@@ -75,9 +75,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fms_jobs.config import QualityRules
 from fms_jobs.quality.reasons import DEAD_LETTER_DIMENSIONS, Dimension, Disposition, ReasonCode, WriteReason
 from fms_jobs.quality.reference import WATERMARK_DETAIL
+from fms_jobs.quality.rulebook import QualityRules
 from fms_jobs.quality.schema import CREATED_HEADER, READINGS
 from fms_jobs.quality.spark_rules import classify, output_name
 from fms_jobs.sparkutil.hadoopfs import HadoopFS
