@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,6 +91,31 @@ def test_kafka_options_sasl_ssl_scram(tmp_path: Path) -> None:
     )
     assert o["kafka.request.timeout.ms"] == "30000"
     assert "kafka.sasl.mechanism" not in kafka_client_options(StreamKafka())
+
+
+def test_the_collector_and_the_stream_read_settings_the_same_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One loader (fms_jobs.settings) serves both jobs; each keeps its own error class and file label."""
+    from fms_jobs.collector.config import ConfigError, load_config
+
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    missing_pw = {
+        "security_protocol": "SASL_SSL",
+        "sasl_username": "u",
+        "sasl_password_file": "/nonexistent/pw",
+    }
+    p = tmp_path / "c.yml"
+    p.write_text(yaml.safe_dump({"kafka": missing_pw}))
+    for load, error in ((load_config, ConfigError), (load_stream_config, StreamConfigError)):
+        with pytest.raises(error, match=r"kafka\.sasl_password_file: cannot read /nonexistent/pw"):
+            load(str(p))
+        with pytest.raises(error, match=r"unknown override kafka\.colour"):
+            load(None, {"kafka.colour": "blue"})
+    with pytest.raises(ConfigError, match=re.escape(f"collector config {tmp_path}/x.yml: file not found")):
+        load_config(str(tmp_path / "x.yml"))
+    with pytest.raises(StreamConfigError, match=re.escape(f"stream config {tmp_path}/x.yml: file not found")):
+        load_stream_config(str(tmp_path / "x.yml"))
 
 
 def test_default_config_validates() -> None:
