@@ -333,6 +333,40 @@ def test_hour_parsing_and_layout() -> None:
         Hour.parse("yesterday")
 
 
+def test_the_hourly_jobs_compaction_layout_is_the_lakes() -> None:
+    """The compacted file name the hourly job writes is the one the audit and lake recognise."""
+    from fms_jobs.batch.lake import COMPACT_FILE, compacted_file_name, compaction_manifest, compaction_staging
+
+    h = Hour.parse("2024-01-15T14")
+    name = compacted_file_name(h, "0a1b2c3d", 7)
+    assert name == "part-c2024011514-0a1b2c3d-00007.snappy.parquet"
+    assert COMPACT_FILE.search(f"/lake/{h.partition()}/{name}") and batch_of(f"/x/{name}") is None
+    assert compaction_manifest("/lake", h) == "/lake/_compactions/2024011514.json"
+    assert compaction_staging("/lake", h) == "/lake/_compact/2024011514"
+
+
+def test_processed_and_summary_tables_keep_their_seed_004_columns() -> None:
+    """Read from quality/schema.py now; the names and order are the lake readers' contract."""
+    from fms_jobs.batch.hourly_summary import STDDEV_NAME, SUMMARY_COLUMNS
+    from fms_jobs.streaming.job import DLQ_COLUMNS, PROCESSED_COLUMNS
+
+    assert PROCESSED_COLUMNS[:10] == (
+        "device_id",
+        "timestamp",
+        "temperature",
+        "humidity",
+        "pressure",
+        "motor1_rpm",
+        "motor2_rpm",
+        "motor3_rpm",
+        "is_fail",
+        "temperature_fahrenheit",
+    )
+    assert "device_id" in DLQ_COLUMNS and SUMMARY_COLUMNS[0] == "device_id"
+    stddevs = {"temperature": "temp_stddev", "humidity": "humidity_stddev", "pressure": "pressure_stddev"}
+    assert stddevs == STDDEV_NAME
+
+
 def test_batch_file_names() -> None:
     name = f"/x/year=2024/month=1/day=1/hour=0/{batch_file_prefix(42)}00000.snappy.parquet"
     assert batch_of(name) == 42

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from fms_jobs.batch.lake import Hour
 from fms_jobs.sparkutil.hadoopfs import HadoopFS
 
 if TYPE_CHECKING:
@@ -123,7 +124,8 @@ class Archiver:
         if start + length > cutoff:
             return False
         if ds.name == "processed" and self.fs_runs is not None and length == timedelta(hours=1):
-            return self.fs_runs.exists(f"{self.runs}/{start:%Y%m%d%H}.json")
+            # the hourly job's run record of the hour (HourlySummaryJob.run_record_path)
+            return self.fs_runs.exists(f"{self.runs}/{Hour(start).key}.json")
         return True
 
     def archive(self, ds: Dataset, older_than: timedelta, now: datetime | None = None) -> ArchiveReport:
