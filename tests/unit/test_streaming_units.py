@@ -333,8 +333,9 @@ def test_hour_parsing_and_layout() -> None:
         Hour.parse("yesterday")
 
 
-def test_the_hourly_jobs_compaction_layout_is_the_lakes() -> None:
-    """The compacted file name the hourly job writes is the one the audit and lake recognise."""
+def test_the_batch_jobs_layout_is_the_lakes() -> None:
+    """What the hourly job writes is what the audit, the archive and lake.py recognise."""
+    from fms_jobs.batch.archive import partition_time
     from fms_jobs.batch.lake import COMPACT_FILE, compacted_file_name, compaction_manifest, compaction_staging
 
     h = Hour.parse("2024-01-15T14")
@@ -343,6 +344,8 @@ def test_the_hourly_jobs_compaction_layout_is_the_lakes() -> None:
     assert COMPACT_FILE.search(f"/lake/{h.partition()}/{name}") and batch_of(f"/x/{name}") is None
     assert compaction_manifest("/lake", h) == "/lake/_compactions/2024011514.json"
     assert compaction_staging("/lake", h) == "/lake/_compact/2024011514"
+    assert partition_time(h.partition()) == (h.start, timedelta(hours=1))
+    assert partition_time(h.day_partition()) == (h.start.replace(hour=0), timedelta(days=1))
 
 
 def test_processed_and_summary_tables_keep_their_seed_004_columns() -> None:

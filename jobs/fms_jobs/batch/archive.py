@@ -26,20 +26,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from fms_jobs.batch.lake import Hour
+from fms_jobs.batch.lake import PARTITION_DIR, Hour
 from fms_jobs.sparkutil.hadoopfs import HadoopFS
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
-_PART = re.compile(r"year=(\d{4})/month=(\d{1,2})/day=(\d{1,2})(?:/hour=(\d{1,2}))?$")
 MANIFEST = "_fms_archive.json"
 
 
@@ -90,7 +88,7 @@ def s3a_conf(endpoint: str | None, path_style: bool, region: str | None = None) 
 
 def partition_time(rel: str) -> tuple[datetime, timedelta] | None:
     """Start and length of a year=/month=/day=[/hour=] partition path."""
-    m = _PART.search(rel)
+    m = PARTITION_DIR.search(rel)
     if not m:
         return None
     y, mo, d, h = m.groups()

@@ -16,6 +16,8 @@ from fms_jobs.sparkutil.hadoopfs import FileInfo, HadoopFS
 
 BATCH_FILE = re.compile(r"/part-(\d{12})-\d+\.snappy\.parquet$")
 COMPACT_FILE = re.compile(r"/part-c\d{10}-[0-9a-f]+-\d+\.snappy\.parquet$")
+# A partition directory (Hour.partition, or Hour.day_partition for the summaries) at the end of a path.
+PARTITION_DIR = re.compile(r"year=(\d{4})/month=(\d{1,2})/day=(\d{1,2})(?:/hour=(\d{1,2}))?$")
 COMPACTIONS = "_compactions"
 COMPACT_STAGING = "_compact"
 
