@@ -40,9 +40,9 @@ from fms_jobs.batch.lake import Hour
 from fms_jobs.collector.app import Collector
 from fms_jobs.collector.config import CollectorConfig
 from fms_jobs.collector.metrics import CollectorMetrics
-from fms_jobs.config import QualityRules, load_rules
 from fms_jobs.quality.reasons import DEAD_LETTER_DIMENSIONS, ReasonCode
 from fms_jobs.quality.reference import InputRecord, Outcome, ReferencePipeline
+from fms_jobs.quality.rulebook import QualityRules, load_rules
 from fms_jobs.quality.rules import evaluate
 from fms_jobs.quality.schema import CREATED_HEADER
 from fms_jobs.simulator import ALL_KINDS

@@ -38,11 +38,11 @@ def spark() -> Iterator[Any]:
 
 
 def test_training_job_writes_a_versioned_model_that_scores_other_devices(spark: Any, tmp_path: Path) -> None:
-    from fms_jobs.config import load_rules
     from fms_jobs.prediction.features import SCORABLE, min_std_from_rules
     from fms_jobs.prediction.fleet import FleetSpec, write_fleet
     from fms_jobs.prediction.labels import LABEL
     from fms_jobs.prediction.train import WARN, TrainParams, load, prepare, save, score, train
+    from fms_jobs.quality.rulebook import load_rules
     from fms_jobs.quality.schema import FAILURE_RISK, MODEL_VERSION
     from pyspark.sql import functions as F
 

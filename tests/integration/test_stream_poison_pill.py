@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fms_jobs.config import QualityRules, load_rules
 from fms_jobs.quality.reasons import DEAD_LETTER_DIMENSIONS, WriteReason
+from fms_jobs.quality.rulebook import QualityRules, load_rules
 from fms_jobs.streaming.config import StreamConfig
 from fms_jobs.streaming.job import BatchProcessor, BatchSummary, start_query
 

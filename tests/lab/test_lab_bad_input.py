@@ -50,8 +50,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from fms_jobs.config import QualityRules, load_rules
 from fms_jobs.quality.reasons import ReasonCode
+from fms_jobs.quality.rulebook import QualityRules, load_rules
 from fms_jobs.quality.rules import Evaluation, evaluate
 from fms_jobs.quality.schema import CREATED_HEADER, DEVICE_ID, IS_FAIL, MOTORS, SENSORS, SOURCE_HEADER, TIME
 from fms_jobs.simulator.faults import BadKind, dumps, mutate

@@ -44,6 +44,6 @@ def spark() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def rules() -> Any:
-    from fms_jobs.config import load_rules
+    from fms_jobs.quality.rulebook import load_rules
 
     return load_rules()

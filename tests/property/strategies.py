@@ -15,7 +15,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from fms_jobs.config import QualityRules
+from fms_jobs.quality.rulebook import QualityRules
 from hypothesis import strategies as st
 
 T0 = datetime(2024, 1, 15, 14, 30, tzinfo=UTC)

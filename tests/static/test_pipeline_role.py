@@ -759,13 +759,15 @@ def test_build_outputs(builds: tuple[dict[str, Any], ...]) -> None:
     first = builds[0]
     with zipfile.ZipFile(first["wheel"]) as whl:
         names = set(whl.namelist())
-        assert "fms_jobs/config/quality_rules.yaml" in names
+        assert "fms_jobs/quality/quality_rules.yaml" in names
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         assert "fms-collector = fms_jobs.collector.cli:main" in whl.read(entry_points).decode()
     with zipfile.ZipFile(first["zip"]) as z:
         names = z.namelist()
         assert names == sorted(names) and all(n.startswith("fms_jobs/") for n in names)
-        assert "fms_jobs/streaming/__main__.py" in names and "fms_jobs/config/quality_rules.yaml" in names
+        assert "fms_jobs/streaming/__main__.py" in names and "fms_jobs/quality/quality_rules.yaml" in names
+        # the rules moved from fms_jobs/config/ to fms_jobs/quality/: no stale copy ships beside them
+        assert not any(n.startswith("fms_jobs/config/") for n in names), names
     # the executors' zip imports (zipimport), as --py-files puts it on sys.path
     result = subprocess.run(
         [sys.executable, "-c", "import fms_jobs.streaming.config as c; print(c.__file__)"],

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from fms_jobs.config import DEFAULT_RULES_PATH, QualityRules, load_rules, rules_from_dict
+from fms_jobs.quality.rulebook import DEFAULT_RULES_PATH, QualityRules, load_rules, rules_from_dict
 
 
 @pytest.fixture(scope="session")

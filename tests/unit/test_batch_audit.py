@@ -24,7 +24,7 @@ from fms_jobs.batch.audit import (
     parse_args,
     select_files,
 )
-from fms_jobs.config import DEFAULT_RULES_PATH
+from fms_jobs.quality.rulebook import DEFAULT_RULES_PATH
 from fms_jobs.streaming.config import PASSWORD_ENV, StreamConfig, StreamKafka, librdkafka_config
 
 RANGES = {0: OffsetRange(0, 100), 1: OffsetRange(10, 60), 2: OffsetRange(5, 5)}

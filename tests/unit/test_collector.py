@@ -29,7 +29,7 @@ from fms_jobs.collector.metrics import CollectorMetrics
 from fms_jobs.collector.producer import RecordProducer, producer_config, redacted
 from fms_jobs.collector.resilience import Backoff, BreakerState, CircuitBreaker
 from fms_jobs.collector.sources import HttpPoller, SimulatorSource
-from fms_jobs.config import QualityRules
+from fms_jobs.quality.rulebook import QualityRules
 from fms_jobs.quality.rules import parse_event_time
 from fms_jobs.quality.schema import CREATED_HEADER, SOURCE_HEADER
 from fms_jobs.simulator import FleetSimulator, SimulatorConfig

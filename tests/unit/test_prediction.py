@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fms_jobs.config import QualityRules
 from fms_jobs.prediction.benchmark import exact_auc
 from fms_jobs.prediction.evaluate import choose_threshold, pick_threshold
 from fms_jobs.prediction.fleet import StreamAnomalyScorer
+from fms_jobs.quality.rulebook import QualityRules
 from fms_jobs.quality.schema import DEVICE_ID, IS_FAIL, PROCESSED_COLUMN, READINGS, TIME
 
 os.environ["TZ"] = "UTC"

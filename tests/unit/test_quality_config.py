@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
-from fms_jobs.config import RULES_ENV, QualityRules, RulesError, load_rules, rules_from_dict
 from fms_jobs.quality.reasons import Disposition, ReasonCode
+from fms_jobs.quality.rulebook import RULES_ENV, QualityRules, RulesError, load_rules, rules_from_dict
 
 
 def test_packaged_rules_load(rules: QualityRules) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from fms_jobs.config import QualityRules
 from fms_jobs.quality.reasons import Dimension, Disposition, ReasonCode
 from fms_jobs.quality.reference import WATERMARK_DETAIL, InputRecord, ReferencePipeline
+from fms_jobs.quality.rulebook import QualityRules
 from fms_jobs.simulator import ALL_KINDS, GOOD, FleetSimulator, SimulatorConfig
 from fms_jobs.simulator.devices import format_time
 from pipeline_testlib import T0_MS, good, raw

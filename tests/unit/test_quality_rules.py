@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fms_jobs.config import QualityRules
 from fms_jobs.quality.reasons import (
     DIMENSION_OF,
     FIXED_DISPOSITIONS,
@@ -15,6 +14,7 @@ from fms_jobs.quality.reasons import (
     Disposition,
     ReasonCode,
 )
+from fms_jobs.quality.rulebook import QualityRules
 from fms_jobs.quality.rules import (
     check_accuracy,
     check_completeness,

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fms_jobs.config import QualityRules
 from fms_jobs.quality.reasons import Dimension, ReasonCode
+from fms_jobs.quality.rulebook import QualityRules
 from fms_jobs.quality.rules import evaluate
 from fms_jobs.simulator import FleetSimulator, SimulatorConfig
 from pipeline_testlib import GOOD, T0_MS, good, raw

@@ -23,7 +23,7 @@ def test_packaged_rules_load_from_a_zip(tmp_path: Path) -> None:
             if f.is_file() and "__pycache__" not in f.parts:
                 z.write(f, f.relative_to(PACKAGE.parent))
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import fms_jobs, fms_jobs.config as c; "
+        "import sys; sys.path.insert(0, sys.argv[1]); import fms_jobs, fms_jobs.quality.rulebook as c; "
         "assert '.zip' in fms_jobs.__file__, fms_jobs.__file__; "
         "r = c.load_rules(); print(type(r).__name__, len(c.load_rules_text()))"
     )

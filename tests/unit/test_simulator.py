@@ -10,7 +10,7 @@ import urllib.request
 from collections import Counter
 
 import pytest
-from fms_jobs.config import QualityRules
+from fms_jobs.quality.rulebook import QualityRules
 from fms_jobs.quality.rules import evaluate
 from fms_jobs.simulator import ALL_KINDS, GOOD, BadKind, FleetSimulator, SimulatorConfig
 from fms_jobs.simulator.api import FakeFmsApi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -92,6 +93,31 @@ def test_kafka_options_sasl_ssl_scram(tmp_path: Path) -> None:
     )
     assert o["kafka.request.timeout.ms"] == "30000"
     assert "kafka.sasl.mechanism" not in kafka_client_options(StreamKafka())
+
+
+def test_the_collector_and_the_stream_read_settings_the_same_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One loader (fms_jobs.settings) serves both jobs; each keeps its own error class and file label."""
+    from fms_jobs.collector.config import ConfigError, load_config
+
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    missing_pw = {
+        "security_protocol": "SASL_SSL",
+        "sasl_username": "u",
+        "sasl_password_file": "/nonexistent/pw",
+    }
+    p = tmp_path / "c.yml"
+    p.write_text(yaml.safe_dump({"kafka": missing_pw}))
+    for load, error in ((load_config, ConfigError), (load_stream_config, StreamConfigError)):
+        with pytest.raises(error, match=r"kafka\.sasl_password_file: cannot read /nonexistent/pw"):
+            load(str(p))
+        with pytest.raises(error, match=r"unknown override kafka\.colour"):
+            load(None, {"kafka.colour": "blue"})
+    with pytest.raises(ConfigError, match=re.escape(f"collector config {tmp_path}/x.yml: file not found")):
+        load_config(str(tmp_path / "x.yml"))
+    with pytest.raises(StreamConfigError, match=re.escape(f"stream config {tmp_path}/x.yml: file not found")):
+        load_stream_config(str(tmp_path / "x.yml"))
 
 
 def test_default_config_validates() -> None:
@@ -340,6 +366,43 @@ def test_hour_parsing_and_layout() -> None:
     assert h.end - h.start == timedelta(hours=1)
     with pytest.raises(ValueError):
         Hour.parse("yesterday")
+
+
+def test_the_batch_jobs_layout_is_the_lakes() -> None:
+    """What the hourly job writes is what the audit, the archive and lake.py recognise."""
+    from fms_jobs.batch.archive import partition_time
+    from fms_jobs.batch.lake import COMPACT_FILE, compacted_file_name, compaction_manifest, compaction_staging
+
+    h = Hour.parse("2024-01-15T14")
+    name = compacted_file_name(h, "0a1b2c3d", 7)
+    assert name == "part-c2024011514-0a1b2c3d-00007.snappy.parquet"
+    assert COMPACT_FILE.search(f"/lake/{h.partition()}/{name}") and batch_of(f"/x/{name}") is None
+    assert compaction_manifest("/lake", h) == "/lake/_compactions/2024011514.json"
+    assert compaction_staging("/lake", h) == "/lake/_compact/2024011514"
+    assert partition_time(h.partition()) == (h.start, timedelta(hours=1))
+    assert partition_time(h.day_partition()) == (h.start.replace(hour=0), timedelta(days=1))
+
+
+def test_processed_and_summary_tables_keep_their_seed_004_columns() -> None:
+    """Read from quality/schema.py now; the names and order are the lake readers' contract."""
+    from fms_jobs.batch.hourly_summary import STDDEV_NAME, SUMMARY_COLUMNS
+    from fms_jobs.streaming.job import DLQ_COLUMNS, PROCESSED_COLUMNS
+
+    assert PROCESSED_COLUMNS[:10] == (
+        "device_id",
+        "timestamp",
+        "temperature",
+        "humidity",
+        "pressure",
+        "motor1_rpm",
+        "motor2_rpm",
+        "motor3_rpm",
+        "is_fail",
+        "temperature_fahrenheit",
+    )
+    assert "device_id" in DLQ_COLUMNS and SUMMARY_COLUMNS[0] == "device_id"
+    stddevs = {"temperature": "temp_stddev", "humidity": "humidity_stddev", "pressure": "pressure_stddev"}
+    assert stddevs == STDDEV_NAME
 
 
 def test_batch_file_names() -> None:

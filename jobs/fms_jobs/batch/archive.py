@@ -26,19 +26,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from fms_jobs.batch.lake import PARTITION_DIR, Hour
 from fms_jobs.sparkutil.hadoopfs import HadoopFS
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
-_PART = re.compile(r"year=(\d{4})/month=(\d{1,2})/day=(\d{1,2})(?:/hour=(\d{1,2}))?$")
 MANIFEST = "_fms_archive.json"
 
 
@@ -89,7 +88,7 @@ def s3a_conf(endpoint: str | None, path_style: bool, region: str | None = None) 
 
 def partition_time(rel: str) -> tuple[datetime, timedelta] | None:
     """Start and length of a year=/month=/day=[/hour=] partition path."""
-    m = _PART.search(rel)
+    m = PARTITION_DIR.search(rel)
     if not m:
         return None
     y, mo, d, h = m.groups()
@@ -123,7 +122,8 @@ class Archiver:
         if start + length > cutoff:
             return False
         if ds.name == "processed" and self.fs_runs is not None and length == timedelta(hours=1):
-            return self.fs_runs.exists(f"{self.runs}/{start:%Y%m%d%H}.json")
+            # the hourly job's run record of the hour (HourlySummaryJob.run_record_path)
+            return self.fs_runs.exists(f"{self.runs}/{Hour(start).key}.json")
         return True
 
     def archive(self, ds: Dataset, older_than: timedelta, now: datetime | None = None) -> ArchiveReport:

@@ -54,7 +54,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from fms_jobs.batch.lake import batch_of, last_committed_batch
+from fms_jobs.batch.lake import COMPACTIONS, batch_of, last_committed_batch
 from fms_jobs.quality.reasons import ReasonCode
 
 if TYPE_CHECKING:
@@ -70,7 +70,6 @@ EXIT_CONFIG = 1
 EXIT_NOT_CONSERVED = 2
 DUPLICATE = ReasonCode.DUPLICATE.value
 EXAMPLES = 10
-COMPACTIONS = "_compactions"  # the hourly job's compaction manifests (hourly_summary.HourlySummaryJob)
 DEFAULT_CONFIG = "/etc/fms/stream.yml"
 # The audit reads as the stream's Kafka user (spark), whose group ACLs are prefixed:
 # platform.yml topics.raw.consumer_groups (tests/static/test_platform_contract.py).
@@ -736,7 +735,7 @@ def run_audit(
 def main(argv: Sequence[str] | None = None, *, spark: SparkSession | None = None) -> int:
     """Exit code: 0 conserved, 2 not conserved, 1 configuration error. ``spark``: use this session."""
     a = parse_args(argv)
-    from fms_jobs.config import RulesError, load_rules
+    from fms_jobs.quality.rulebook import RulesError, load_rules
     from fms_jobs.streaming.config import StreamConfigError, librdkafka_config, load_stream_config
 
     try:

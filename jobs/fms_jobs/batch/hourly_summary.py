@@ -51,7 +51,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from fms_jobs.batch.lake import Hour, committed_files, last_committed_batch
+from fms_jobs.batch.lake import (
+    Hour,
+    committed_files,
+    compacted_file_name,
+    compaction_manifest,
+    compaction_staging,
+    last_committed_batch,
+)
+from fms_jobs.quality.schema import DEVICE_COLUMN, FAIL_COLUMN, MOTOR_COLUMNS, SENSOR_COLUMNS, TIME_COLUMN
 from fms_jobs.sparkutil.hadoopfs import FileInfo, HadoopFS
 
 if TYPE_CHECKING:
@@ -59,10 +67,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SENSORS = ("temperature", "humidity", "pressure")
-MOTORS = ("motor1_rpm", "motor2_rpm", "motor3_rpm")
 SUMMARY_COLUMNS = (
-    "device_id",
+    DEVICE_COLUMN,
     "hour",
     "record_count",
     "avg_temperature",
@@ -92,7 +98,8 @@ SUMMARY_COLUMNS = (
     "month",
     "day",
 )
-STDDEV_NAME = {"temperature": "temp_stddev", "humidity": "humidity_stddev", "pressure": "pressure_stddev"}
+# seed 004 names the standard deviations by hand (temp_, not temperature_)
+STDDEV_NAME = dict(zip(SENSOR_COLUMNS, ("temp_stddev", "humidity_stddev", "pressure_stddev"), strict=True))
 
 
 class NotClosed(RuntimeError):
@@ -167,12 +174,9 @@ class HourlySummaryJob:
         return f"{self.output}/{hour.day_partition()}/summary-{hour.key}.snappy.parquet"
 
     # ------------------------------------------------------------------ compaction
-    def _compaction_manifest(self, hour: Hour) -> str:
-        return f"{self.processed}/_compactions/{hour.key}.json"
-
     def recover(self, hour: Hour) -> str | None:
         """Finish or undo an interrupted compaction of this hour."""
-        text = self.fs_p.read_text(self._compaction_manifest(hour))
+        text = self.fs_p.read_text(compaction_manifest(self.processed, hour))
         if not text:
             return None
         doc = json.loads(text)
@@ -188,31 +192,31 @@ class HourlySummaryJob:
                 self.fs_p.delete(o, False)
             action = "rolled back"
         doc["state"] = "done"
-        self.fs_p.write_text(self._compaction_manifest(hour), json.dumps(doc))
-        self.fs_p.delete(f"{self.processed}/_compact/{hour.key}", True)
+        self.fs_p.write_text(compaction_manifest(self.processed, hour), json.dumps(doc))
+        self.fs_p.delete(compaction_staging(self.processed, hour), True)
         log.warning("hour %s: interrupted compaction %s", hour, action)
         return action
 
     def compact(self, hour: Hour, files: list[FileInfo]) -> list[FileInfo]:
         """Rewrite the hour's committed files as one sorted file; returns the new file list."""
         part_dir = f"{self.processed}/{hour.partition()}"
-        stage = f"{self.processed}/_compact/{hour.key}"
+        stage = compaction_staging(self.processed, hour)
         df = self.spark.read.parquet(*[f.path for f in files])
-        df.repartition(1).sortWithinPartitions("device_id", "timestamp").write.mode("overwrite").parquet(
+        df.repartition(1).sortWithinPartitions(DEVICE_COLUMN, TIME_COLUMN).write.mode("overwrite").parquet(
             stage
         )
         staged = sorted(f.path for f in self.fs_p.files(stage) if f.path.endswith(".parquet"))
         run = uuid.uuid4().hex[:8]
-        outputs = [f"{part_dir}/part-c{hour.key}-{run}-{i:05d}.snappy.parquet" for i in range(len(staged))]
+        outputs = [f"{part_dir}/{compacted_file_name(hour, run, i)}" for i in range(len(staged))]
         doc = {"hour": hour.key, "state": "moving", "inputs": [f.path for f in files], "outputs": outputs}
-        self.fs_p.write_text(self._compaction_manifest(hour), json.dumps(doc))
+        self.fs_p.write_text(compaction_manifest(self.processed, hour), json.dumps(doc))
         for src, dst in zip(staged, outputs, strict=True):
             if not self.fs_p.rename(src, dst):
                 raise OSError(f"cannot move {src} -> {dst}")
         for f in files:
             self.fs_p.delete(f.path, False)
         doc["state"] = "done"
-        self.fs_p.write_text(self._compaction_manifest(hour), json.dumps(doc))
+        self.fs_p.write_text(compaction_manifest(self.processed, hour), json.dumps(doc))
         self.fs_p.delete(stage, True)
         return [f for f in self.fs_p.ls(part_dir) if not f.is_dir and f.path.endswith(".parquet")]
 
@@ -229,30 +233,30 @@ class HourlySummaryJob:
             & C("quality_timeliness")
         )
         aggs = [F.count(F.lit(1)).alias("record_count")]
-        for s in SENSORS:
+        for s in SENSOR_COLUMNS:
             aggs += [
                 F.avg(s).alias(f"avg_{s}"),
                 F.min(s).alias(f"min_{s}"),
                 F.max(s).alias(f"max_{s}"),
                 F.stddev_samp(s).alias(STDDEV_NAME[s]),
             ]
-        aggs += [F.avg(m).alias(f"avg_{m}") for m in MOTORS]
+        aggs += [F.avg(m).alias(f"avg_{m}") for m in MOTOR_COLUMNS]
         aggs += [
-            F.sum(F.when(C("is_fail"), 1).otherwise(0)).cast("long").alias("fail_count"),
+            F.sum(F.when(C(FAIL_COLUMN), 1).otherwise(0)).cast("long").alias("fail_count"),
             F.sum(F.when(C("anomaly_flag"), 1).otherwise(0)).cast("long").alias("anomaly_count"),
             F.sum(F.when(F.size(C("quality_flags")) > 0, 1).otherwise(0)).cast("long").alias("flagged_count"),
             F.sum(F.when(clean, 1).otherwise(0)).cast("long").alias("clean_count"),
             F.max("rules_version").alias("rules_version"),
         ]
-        stored = rows.groupBy("device_id").agg(*aggs)
+        stored = rows.groupBy(DEVICE_COLUMN).agg(*aggs)
         if dlq_files:
             d = self.spark.read.option("basePath", self.dlq).parquet(*[f.path for f in dlq_files])
             d = d.where(
-                C("device_id").isNotNull()
+                C(DEVICE_COLUMN).isNotNull()
                 & (C("event_time") >= F.lit(hour.start))
                 & (C("event_time") < F.lit(hour.end))
             )
-            dl = d.groupBy("device_id").agg(
+            dl = d.groupBy(DEVICE_COLUMN).agg(
                 F.sum(F.when(C("reason") != F.lit("DUPLICATE"), 1).otherwise(0))
                 .cast("long")
                 .alias("dead_letter_count"),
@@ -260,7 +264,7 @@ class HourlySummaryJob:
                 .cast("long")
                 .alias("duplicate_count"),
             )
-            out = stored.join(dl, "device_id", "full")
+            out = stored.join(dl, DEVICE_COLUMN, "full")
         else:
             out = stored.select(
                 "*",
@@ -289,7 +293,7 @@ class HourlySummaryJob:
             F.lit(hour.start.day).alias("day"),
         )
         out = out.select(*[C(c) for c in SUMMARY_COLUMNS])
-        return out.withColumn("device_id", C("device_id").cast("int")).orderBy("device_id")
+        return out.withColumn(DEVICE_COLUMN, C(DEVICE_COLUMN).cast("int")).orderBy(DEVICE_COLUMN)
 
     def _write_summary(self, hour: Hour, df: DataFrame) -> str:
         stage = f"{self.output}/_tmp/{hour.key}"
@@ -462,7 +466,7 @@ def select_hours(
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from fms_jobs.config import load_rules
+    from fms_jobs.quality.rulebook import load_rules
     from fms_jobs.sparkutil.session import build_session
 
     rules = load_rules(a.rules)

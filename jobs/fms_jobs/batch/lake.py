@@ -1,4 +1,10 @@
-"""Layout of the lake written by the streaming job, shared by the batch jobs."""
+"""Layout of the lake written by the streaming job, shared by the batch jobs.
+
+Besides the streaming job's partitions and batch files, the hourly job keeps its compaction
+bookkeeping in the processed lake: ``<root>/_compactions/<hour key>.json`` (one manifest per
+compacted hour), ``<root>/_compact/<hour key>/`` (the staged output) and the compacted files
+``part-c<hour key>-<run>-<n>.snappy.parquet`` in the hour's partition.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,10 @@ from fms_jobs.sparkutil.hadoopfs import FileInfo, HadoopFS
 
 BATCH_FILE = re.compile(r"/part-(\d{12})-\d+\.snappy\.parquet$")
 COMPACT_FILE = re.compile(r"/part-c\d{10}-[0-9a-f]+-\d+\.snappy\.parquet$")
+# A partition directory (Hour.partition, or Hour.day_partition for the summaries) at the end of a path.
+PARTITION_DIR = re.compile(r"year=(\d{4})/month=(\d{1,2})/day=(\d{1,2})(?:/hour=(\d{1,2}))?$")
+COMPACTIONS = "_compactions"
+COMPACT_STAGING = "_compact"
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,19 @@ class Hour:
 
     def __str__(self) -> str:
         return self.start.strftime("%Y-%m-%dT%H:00Z")
+
+
+def compaction_manifest(root: str, hour: Hour) -> str:
+    return f"{root}/{COMPACTIONS}/{hour.key}.json"
+
+
+def compaction_staging(root: str, hour: Hour) -> str:
+    return f"{root}/{COMPACT_STAGING}/{hour.key}"
+
+
+def compacted_file_name(hour: Hour, run: str, index: int) -> str:
+    """A compacted file of the hour (matches COMPACT_FILE: ``run`` is lower-case hex)."""
+    return f"part-c{hour.key}-{run}-{index:05d}.snappy.parquet"
 
 
 def batch_of(path: str) -> int | None:

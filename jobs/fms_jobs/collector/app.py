@@ -13,7 +13,7 @@ from fms_jobs.collector.config import CollectorConfig
 from fms_jobs.collector.metrics import CollectorMetrics
 from fms_jobs.collector.producer import RecordProducer
 from fms_jobs.collector.sources import HttpClient, HttpPoller, SimulatorSource, now_ms
-from fms_jobs.config import load_rules
+from fms_jobs.quality.rulebook import load_rules
 from fms_jobs.simulator.fleet import FleetSimulator, SimulatorConfig
 
 log = logging.getLogger(__name__)

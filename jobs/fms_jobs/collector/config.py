@@ -33,15 +33,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from fms_jobs.settings import PASSWORD_ENV, KafkaConnection, apply_overrides, merge_file, sasl_password
 from fms_jobs.simulator.faults import BadKind
 
-PASSWORD_ENV = "FMS_KAFKA_SASL_PASSWORD"
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 COMPRESSIONS = ("zstd", "lz4", "snappy", "gzip", "none")
@@ -52,18 +50,10 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class KafkaConfig:
-    bootstrap_servers: str = "127.0.0.1:9092"
-    # platform.yml topics.raw; the stand-alone default (Ansible renders the contract's name
-    # into the config; tests/static/test_platform_contract.py holds the two equal)
-    topic: str = "fms.sensor.raw"
+class KafkaConfig(KafkaConnection):
+    """The shared connection keys (fms_jobs.settings) plus the producer's own."""
+
     client_id: str = "fms-collector"
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = "SCRAM-SHA-512"
-    sasl_username: str | None = None
-    sasl_password: str | None = None
-    sasl_password_file: str | None = None
-    ssl_ca_location: str | None = None
     ssl_certificate_location: str | None = None
     ssl_key_location: str | None = None
     ssl_endpoint_identification: bool = True
@@ -181,14 +171,7 @@ class CollectorConfig:
 
 
 def resolve_password(k: KafkaConfig) -> str | None:
-    if k.sasl_password:
-        return k.sasl_password
-    if k.sasl_password_file:
-        try:
-            return Path(k.sasl_password_file).read_text(encoding="utf-8").strip() or None
-        except OSError as e:
-            raise ConfigError(f"kafka.sasl_password_file: cannot read {k.sasl_password_file}: {e}") from None
-    return os.environ.get(PASSWORD_ENV) or None
+    return sasl_password(k, ConfigError)
 
 
 def parse_device_ids(spec: Any) -> list[int] | None:
@@ -223,47 +206,16 @@ def parse_device_ids(spec: Any) -> list[int] | None:
     return list(dict.fromkeys(ids))
 
 
-def _merge(obj: Any, data: Mapping[str, Any], where: str) -> None:
-    names = {f.name: f for f in fields(obj)}
-    for key, value in data.items():
-        if key not in names:
-            raise ConfigError(f"{where}{key}: unknown setting; known: {sorted(names)}")
-        current = getattr(obj, key)
-        if is_dataclass(current) and not isinstance(current, type):
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"{where}{key}: must be a mapping")
-            _merge(current, value, f"{where}{key}.")
-        else:
-            setattr(obj, key, value)
-
-
 def load_config(
     path: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None
 ) -> CollectorConfig:
+    """File (if given) > ``$FMS_KAFKA_BOOTSTRAP_SERVERS`` > command-line overrides, then validate."""
     cfg = CollectorConfig()
     if path is not None:
-        p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"collector config {p}: file not found") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"collector config {p}: invalid YAML: {e}") from None
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"collector config {p}: must be a mapping")
-        _merge(cfg, data, "")
+        merge_file(cfg, Path(path), "collector config", ConfigError)
     env_bootstrap = os.environ.get("FMS_KAFKA_BOOTSTRAP_SERVERS")
     if env_bootstrap:
         cfg.kafka.bootstrap_servers = env_bootstrap
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        node: Any = cfg
-        parts = dotted.split(".")
-        for part in parts[:-1]:
-            node = getattr(node, part)
-        if not hasattr(node, parts[-1]):
-            raise ConfigError(f"unknown override {dotted}")
-        setattr(node, parts[-1], value)
+    apply_overrides(cfg, overrides, ConfigError)
     cfg.validate()
     return cfg

@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report["summary"]), flush=True)
         return 0
     if a.cmd == "train":
-        from fms_jobs.config import load_rules
         from fms_jobs.prediction.features import min_std_from_rules
         from fms_jobs.prediction.train import TrainParams, save, train
+        from fms_jobs.quality.rulebook import load_rules
         from fms_jobs.sparkutil.session import build_session
 
         spark = build_session("fms-predict-train", a.master)

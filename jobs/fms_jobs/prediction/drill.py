@@ -189,9 +189,9 @@ def run(
 ) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
-    from fms_jobs.config import load_rules
     from fms_jobs.prediction import benchmark as bench
     from fms_jobs.prediction import closed_loop
+    from fms_jobs.quality.rulebook import load_rules
     from fms_jobs.sparkutil.session import build_session
 
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fms_jobs.config import QualityRules, load_rules
+from fms_jobs.quality.rulebook import QualityRules, load_rules
 from fms_jobs.quality.schema import DEVICE_ID, IS_FAIL, PROCESSED_COLUMN, READINGS, TIME
 from fms_jobs.simulator.fleet import FleetSimulator, SimulatorConfig
 from fms_jobs.streaming.state import BatchAggregate, DeviceStats, merge

@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from fms_jobs.config import QualityRules
 from fms_jobs.quality.reasons import Dimension, Disposition, ReasonCode
+from fms_jobs.quality.rulebook import QualityRules
 from fms_jobs.quality.rules import Evaluation, evaluate
 
 WATERMARK_DETAIL = "behind the event-time watermark"

@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fms_jobs.config import QualityRules
 from fms_jobs.quality.reasons import (
     PRECEDENCE,
     Dimension,
     Disposition,
     ReasonCode,
 )
+from fms_jobs.quality.rulebook import QualityRules
 from fms_jobs.quality.schema import DEVICE_ID, INT32_MAX, INT32_MIN, TIME
 
 # ISO-8601 with an explicit zone, at most microsecond precision. Zone offsets

@@ -28,6 +28,16 @@ PROCESSED_COLUMN: Final[dict[str, str]] = {
     "motor3": "motor3_rpm",
     IS_FAIL: "is_fail",
 }
+# The processed names the jobs use by themselves, derived so that the map above stays their
+# one spelling.
+DEVICE_COLUMN: Final = PROCESSED_COLUMN[DEVICE_ID]
+TIME_COLUMN: Final = PROCESSED_COLUMN[TIME]
+FAIL_COLUMN: Final = PROCESSED_COLUMN[IS_FAIL]
+TEMPERATURE_COLUMN: Final = PROCESSED_COLUMN["sensor1"]
+SENSOR_COLUMNS: Final = tuple(PROCESSED_COLUMN[s] for s in SENSORS)
+MOTOR_COLUMNS: Final = tuple(PROCESSED_COLUMN[m] for m in MOTORS)
+# The seed-004 columns of a stored reading, in the processed table's order.
+READING_ROW_COLUMNS: Final = (DEVICE_COLUMN, TIME_COLUMN, *SENSOR_COLUMNS, *MOTOR_COLUMNS, FAIL_COLUMN)
 
 # Failure prediction (issue 16): the risk a record's device fails within the model's horizon,
 # and the version of the model that scored it.

@@ -34,9 +34,9 @@ from __future__ import annotations
 from functools import reduce
 from typing import TYPE_CHECKING
 
-from fms_jobs.config import FieldRule, QualityRules
 from fms_jobs.quality import rules as py_rules
 from fms_jobs.quality.reasons import PRECEDENCE, Disposition, ReasonCode
+from fms_jobs.quality.rulebook import FieldRule, QualityRules
 from fms_jobs.quality.rules import TIMESTAMP_PATTERN_JAVA
 from fms_jobs.quality.schema import DEVICE_ID, PROCESSED_COLUMN, TIME
 

@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from fms_jobs.config import load_rules
+from fms_jobs.quality.rulebook import load_rules
 from fms_jobs.simulator.api import FakeFmsApi
 from fms_jobs.simulator.fleet import FleetSimulator, SimulatorConfig
 

@@ -15,8 +15,8 @@ import random
 from enum import StrEnum
 from typing import Any
 
-from fms_jobs.config import QualityRules
 from fms_jobs.quality.reasons import ReasonCode
+from fms_jobs.quality.rulebook import QualityRules
 from fms_jobs.quality.schema import DEVICE_ID, INT32_MAX, IS_FAIL, MOTORS, READINGS, SENSORS, TIME
 from fms_jobs.simulator.devices import format_time
 

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from fms_jobs.config import QualityRules, load_rules
+from fms_jobs.quality.rulebook import QualityRules, load_rules
 from fms_jobs.quality.schema import TIME
 from fms_jobs.simulator.devices import DeviceModel, DeviceProfile, format_time
 from fms_jobs.simulator.faults import ALL_KINDS, GOOD, BadKind, dumps, mutate

@@ -20,7 +20,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from fms_jobs.config import QualityRules, RulesError, load_rules
+from fms_jobs.quality.rulebook import QualityRules, RulesError, load_rules
 from fms_jobs.streaming.config import StreamConfig, StreamConfigError, load_stream_config
 
 

@@ -25,15 +25,12 @@ Example (``/etc/fms/stream.yml``)::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-PASSWORD_ENV = "FMS_KAFKA_SASL_PASSWORD"
+from fms_jobs.settings import PASSWORD_ENV, KafkaConnection, apply_overrides, merge_file
+from fms_jobs.settings import sasl_password as _sasl_password
 
 
 class StreamConfigError(ValueError):
@@ -41,18 +38,11 @@ class StreamConfigError(ValueError):
 
 
 @dataclass
-class StreamKafka:
-    bootstrap_servers: str = "127.0.0.1:9092"
-    # platform.yml topics.raw / topics.dlq; the stand-alone defaults (Ansible renders the
-    # contract's names into the config; tests/static/test_platform_contract.py holds them equal)
-    topic: str = "fms.sensor.raw"
+class StreamKafka(KafkaConnection):
+    """The shared connection keys (fms_jobs.settings) plus the stream's own."""
+
+    # platform.yml topics.dlq; the stand-alone default, held equal like topics.raw
     dlq_topic: str = "fms.sensor.dlq"
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = "SCRAM-SHA-512"
-    sasl_username: str | None = None
-    sasl_password: str | None = None
-    sasl_password_file: str | None = None
-    ssl_ca_location: str | None = None  # PEM file
     starting_offsets: str = "earliest"
     max_offsets_per_trigger: int | None = 500_000
     min_partitions: int | None = None
@@ -148,14 +138,7 @@ class StreamConfig:
 
 
 def sasl_password(k: StreamKafka) -> str | None:
-    if k.sasl_password:
-        return k.sasl_password
-    if k.sasl_password_file:
-        try:
-            return Path(k.sasl_password_file).read_text(encoding="utf-8").strip() or None
-        except OSError as e:
-            raise StreamConfigError(f"kafka.sasl_password_file: {e}") from None
-    return os.environ.get(PASSWORD_ENV) or None
+    return _sasl_password(k, StreamConfigError)
 
 
 def kafka_client_options(k: StreamKafka) -> dict[str, str]:
@@ -199,39 +182,11 @@ def librdkafka_config(k: StreamKafka, client_id: str = "fms-stream") -> dict[str
     return conf
 
 
-def _merge(obj: Any, data: Mapping[str, Any], where: str) -> None:
-    names = {f.name for f in fields(obj)}
-    for key, value in data.items():
-        if key not in names:
-            raise StreamConfigError(f"{where}{key}: unknown setting; known: {sorted(names)}")
-        current = getattr(obj, key)
-        if is_dataclass(current) and not isinstance(current, type):
-            if not isinstance(value, Mapping):
-                raise StreamConfigError(f"{where}{key}: must be a mapping")
-            _merge(current, value, f"{where}{key}.")
-        else:
-            setattr(obj, key, value)
-
-
 def load_stream_config(path: str | None = None, overrides: Mapping[str, Any] | None = None) -> StreamConfig:
+    """File (if given) > command-line overrides, then validate."""
     cfg = StreamConfig()
     if path:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise StreamConfigError(f"stream config {path}: file not found") from None
-        except yaml.YAMLError as e:
-            raise StreamConfigError(f"stream config {path}: invalid YAML: {e}") from None
-        if not isinstance(data, Mapping):
-            raise StreamConfigError(f"stream config {path}: must be a mapping")
-        _merge(cfg, data, "")
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        node: Any = cfg
-        parts = dotted.split(".")
-        for part in parts[:-1]:
-            node = getattr(node, part)
-        setattr(node, parts[-1], value)
+        merge_file(cfg, path, "stream config", StreamConfigError)
+    apply_overrides(cfg, overrides, StreamConfigError)
     cfg.validate()
     return cfg

@@ -75,10 +75,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fms_jobs.config import QualityRules
 from fms_jobs.quality.reasons import DEAD_LETTER_DIMENSIONS, Dimension, Disposition, ReasonCode, WriteReason
 from fms_jobs.quality.reference import WATERMARK_DETAIL
-from fms_jobs.quality.schema import CREATED_HEADER, READINGS
+from fms_jobs.quality.rulebook import QualityRules
+from fms_jobs.quality.schema import (
+    CREATED_HEADER,
+    DEVICE_COLUMN,
+    FAIL_COLUMN,
+    READING_ROW_COLUMNS,
+    READINGS,
+    TEMPERATURE_COLUMN,
+    TIME_COLUMN,
+)
 from fms_jobs.quality.spark_rules import classify, output_name
 from fms_jobs.sparkutil.hadoopfs import HadoopFS
 from fms_jobs.sparkutil.session import REBASE_CONF
@@ -108,15 +116,7 @@ SIGNAL_COLUMNS = {s: output_name(s) for s in READINGS}
 
 # Columns of the processed table (seed 004 + quality, lineage and latency columns).
 PROCESSED_COLUMNS = (
-    "device_id",
-    "timestamp",
-    "temperature",
-    "humidity",
-    "pressure",
-    "motor1_rpm",
-    "motor2_rpm",
-    "motor3_rpm",
-    "is_fail",
+    *READING_ROW_COLUMNS,
     "temperature_fahrenheit",
     "anomaly_flag",
     "anomaly_score",
@@ -149,7 +149,7 @@ DLQ_COLUMNS = (
     "kafka_offset",
     "kafka_timestamp",
     "created_at",
-    "device_id",
+    DEVICE_COLUMN,
     "event_time",
     "batch_id",
     "dead_lettered_at",
@@ -225,9 +225,9 @@ def build_stream(spark: SparkSession, cfg: StreamConfig, rules: QualityRules) ->
     epoch = F.lit("1970-01-01 00:00:00").cast("timestamp")
     dedup_time = F.when(F.col("q_reason").isNull(), F.col("event_time")).otherwise(epoch)
     survivors = (
-        base.select("topic", "partition", "offset", "device_id", dedup_time.alias("_dedup_time"))
+        base.select("topic", "partition", "offset", DEVICE_COLUMN, dedup_time.alias("_dedup_time"))
         .withWatermark("_dedup_time", f"{rules.duplicate_watermark_seconds} seconds")
-        .dropDuplicates(["device_id", "_dedup_time"])
+        .dropDuplicates([DEVICE_COLUMN, "_dedup_time"])
         .select(
             "topic",
             "partition",
@@ -407,7 +407,7 @@ class BatchProcessor:
         # per-device state of the previous batch (small; broadcast)
         sig = self.signals
         st_schema = T.StructType(
-            [T.StructField("device_id", T.IntegerType()), T.StructField("st_n", T.LongType())]
+            [T.StructField(DEVICE_COLUMN, T.IntegerType()), T.StructField("st_n", T.LongType())]
             + [T.StructField("st_max_us", T.LongType())]
             + [T.StructField(f"st_mean_{s}", T.DoubleType()) for s in sig]
             + [T.StructField(f"st_std_{s}", T.DoubleType()) for s in sig]
@@ -417,15 +417,15 @@ class BatchProcessor:
             for dev, s in state.items()
         ]
         st_df = self.spark.createDataFrame(st_rows, st_schema)
-        j = j.join(F.broadcast(st_df), "device_id", "left")
+        j = j.join(F.broadcast(st_df), DEVICE_COLUMN, "left")
         is_stored = C("outcome") == F.lit(STORED)
         ev_us = F.unix_micros(C("event_time"))
         ordered = (
-            Window.partitionBy("device_id")
+            Window.partitionBy(DEVICE_COLUMN)
             .orderBy("partition", "offset")
             .rowsBetween(Window.unboundedPreceding, -1)
         )
-        whole = Window.partitionBy("device_id")
+        whole = Window.partitionBy(DEVICE_COLUMN)
         prev_max = F.greatest(C("st_max_us"), F.max(F.when(is_stored, ev_us)).over(ordered))
         a = self.rules.anomaly
         warm = a.warmup_records
@@ -456,7 +456,7 @@ class BatchProcessor:
             (C("q_accuracy") & ~forced).alias("quality_accuracy"),
             (C("q_consistency") & (C("outcome") != F.lit(DUP)) & ~ooo).alias("quality_consistency"),
             (C("q_timeliness") & ~C("_behind")).alias("quality_timeliness"),
-            (C("is_fail") | (C("anomaly_score") >= F.lit(a.z_threshold))).alias("anomaly_flag"),
+            (C(FAIL_COLUMN) | (C("anomaly_score") >= F.lit(a.z_threshold))).alias("anomaly_flag"),
         )
 
     # ------------------------------------------------------------------ outputs
@@ -467,11 +467,13 @@ class BatchProcessor:
         ts = C("event_time")
         dow_iso = ((F.dayofweek(ts) + F.lit(5)) % F.lit(7)) + F.lit(1)  # Monday=1 .. Sunday=7
         return j.where(C("outcome") == F.lit(STORED)).select(
-            C("device_id").cast("int").alias("device_id"),
-            ts.alias("timestamp"),
+            C(DEVICE_COLUMN).cast("int").alias(DEVICE_COLUMN),
+            ts.alias(TIME_COLUMN),
             *[C(SIGNAL_COLUMNS[s]).cast("double").alias(SIGNAL_COLUMNS[s]) for s in READINGS],
-            C("is_fail"),
-            F.round(C("temperature") * F.lit(9.0 / 5.0) + F.lit(32.0), 4).alias("temperature_fahrenheit"),
+            C(FAIL_COLUMN),
+            F.round(C(TEMPERATURE_COLUMN) * F.lit(9.0 / 5.0) + F.lit(32.0), 4).alias(
+                "temperature_fahrenheit"
+            ),
             C("anomaly_flag"),
             C("anomaly_score"),
             dow_iso.alias("day_of_week"),
@@ -510,7 +512,7 @@ class BatchProcessor:
                 C("detail"),
                 dim,
                 F.timestamp_millis(C("created_ms")),
-                C("device_id").cast("int"),
+                C(DEVICE_COLUMN).cast("int"),
                 C("event_time"),
                 batch_id,
                 processed_at_ms,
@@ -547,7 +549,7 @@ class BatchProcessor:
             C("offset").alias("kafka_offset"),
             kts.alias("kafka_timestamp"),
             created_at.alias("created_at"),
-            device_id.alias("device_id"),
+            device_id.alias(DEVICE_COLUMN),
             event_time.alias("event_time"),
             F.lit(batch_id).cast("long").alias("batch_id"),
             F.timestamp_millis(F.lit(processed_at_ms)).alias("dead_lettered_at"),
@@ -610,7 +612,7 @@ class BatchProcessor:
                 C("kafka_offset").alias("offset"),
                 F.unix_millis(C("kafka_timestamp")).alias("timestamp_ms"),
             ).alias("source"),
-            C("device_id"),
+            C(DEVICE_COLUMN),
             F.date_format(C("event_time"), "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'").alias("event_time"),
             C("raw_size").alias("size"),
             (C("raw_size") > F.lit(limit)).alias("truncated"),
@@ -894,7 +896,7 @@ class BatchProcessor:
         n_files = self.cfg.output_files_per_batch
         spread = stored.coalesce(1) if n_files == 1 else stored.repartition(n_files, *PARTITION_COLUMNS)
         (
-            spread.sortWithinPartitions(*PARTITION_COLUMNS, "device_id", "timestamp")
+            spread.sortWithinPartitions(*PARTITION_COLUMNS, DEVICE_COLUMN, TIME_COLUMN)
             .write.mode("overwrite")
             .partitionBy(*PARTITION_COLUMNS)
             .parquet(path)
@@ -934,7 +936,7 @@ class BatchProcessor:
             x = C(SIGNAL_COLUMNS[s])
             aggs.append(F.sum(F.when(is_stored, x)).alias(f"s_{s}"))
             aggs.append(F.sum(F.when(is_stored, x * x)).alias(f"q_{s}"))
-        rows = j.groupBy("device_id", "outcome", "reason").agg(*aggs).collect()
+        rows = j.groupBy(DEVICE_COLUMN, "outcome", "reason").agg(*aggs).collect()
         batch_aggs: list[BatchAggregate] = []
         devices: dict[int, dict[str, Any]] = defaultdict(
             lambda: {
@@ -962,7 +964,7 @@ class BatchProcessor:
                 summary.duplicates += n
             else:
                 summary.dead_lettered[r["reason"]] = summary.dead_lettered.get(r["reason"], 0) + n
-            dev = r["device_id"]
+            dev = r[DEVICE_COLUMN]
             if dev is not None:
                 d = devices[int(dev)]
                 d["in"] += n

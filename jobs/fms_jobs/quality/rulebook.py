@@ -1,4 +1,4 @@
-"""Versioned quality rules: loading and validation.
+"""The rulebook: the versioned quality rules file, loaded and validated.
 
 ``load_rules()`` reads ``quality_rules.yaml`` (the packaged default, or a path
 given by the caller or ``$FMS_QUALITY_RULES``), validates every key and returns
@@ -432,7 +432,9 @@ def _read_rules(p: Path) -> str:
     """The file's text; the packaged default is read as package data, so that it is found when
     fms_jobs is imported from a zip (spark-submit --py-files puts that zip first on the path)."""
     if p == DEFAULT_RULES_PATH:
-        return resources.files(__name__).joinpath(DEFAULT_RULES_PATH.name).read_text(encoding="utf-8")
+        # __package__, not __name__: Python 3.11 reads resources of a package only, and the
+        # default file sits beside this module in fms_jobs.quality
+        return resources.files(__package__).joinpath(DEFAULT_RULES_PATH.name).read_text(encoding="utf-8")
     return p.read_text(encoding="utf-8")
 
 
