@@ -38,8 +38,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from fms_jobs.quality.reasons import ReasonCode
-from fmsops.platform_contract import load as load_platform
-from lab import services, state
+from fms_tools.fmsops.platform_contract import load as load_platform
+from fms_tools.lab import services, state
 from lab_support import REPO, host_ssh, must, outputs
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
