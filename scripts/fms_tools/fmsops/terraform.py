@@ -137,7 +137,7 @@ class Stack:
             "-input=false",
             "-no-color",
             *flags,
-            *_var_args(var_files, variables),
+            *var_args(var_files, variables),
         )
         for attempt in range(transient_retries + 1):
             try:
@@ -161,19 +161,19 @@ class Stack:
             "-detailed-exitcode",
             "-input=false",
             "-no-color",
-            *_var_args(var_files, variables),
+            *var_args(var_files, variables),
             check=False,
         )
 
     def destroy(self, var_files: Sequence[Path] = (), variables: Mapping[str, str] | None = None) -> None:
-        self.run("destroy", "-auto-approve", "-input=false", "-no-color", *_var_args(var_files, variables))
+        self.run("destroy", "-auto-approve", "-input=false", "-no-color", *var_args(var_files, variables))
 
     def outputs(self) -> dict[str, object]:
         raw = json.loads(self.run("output", "-json").stdout or "{}")
         return {name: item["value"] for name, item in raw.items()}
 
 
-def _var_args(var_files: Sequence[Path], variables: Mapping[str, str] | None) -> list[str]:
+def var_args(var_files: Sequence[Path], variables: Mapping[str, str] | None) -> list[str]:
     args = [f"-var-file={Path(f).resolve()}" for f in var_files]
     for key, value in (variables or {}).items():
         args.append(f"-var={key}={value}")
