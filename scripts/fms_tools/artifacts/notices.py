@@ -34,7 +34,7 @@ def write_license_files(
         product,
         "",
         "LAB ASSEMBLY — this is NOT an official Apache release artifact.",
-        "It was assembled by the FMS Platform lab (fms-artifacts) from packages published",
+        "It was assembled by the FMS Platform lab (scripts/artifacts.py) from packages published",
         "on public package registries, so that the Ansible roles exercise the same",
         "'download URL + checksum' code path they use against the official Apache mirrors.",
         "",
