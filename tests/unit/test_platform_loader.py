@@ -103,7 +103,7 @@ def test_an_unknown_environment_or_stack_names_the_allowed_ones() -> None:
 
 
 def test_the_lab_envs_are_the_contract_stacks() -> None:
-    """scripts/lab builds one env per stack from the contract: its region and its lab CIDR."""
+    """fms_tools.lab builds one env per stack from the contract: its region and its lab CIDR."""
     from fms_tools.lab.envs import ENVS, LAB_RANGE
 
     platform = load()

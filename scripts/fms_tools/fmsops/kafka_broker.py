@@ -12,7 +12,7 @@ Usage::
         produce_to(broker.bootstrap)         # "127.0.0.1:<free port>"
     # stopped: SIGTERM, then SIGKILL after the grace period
 
-The tests' skip-without-Java helper and session fixture live in tests/support/kafka_broker.py.
+The tests skip cleanly without Java through tests/support/kafka_broker.py.
 Everything is bounded: start-up waits at most ``startup_timeout`` seconds and stop waits
 ``stop_timeout`` seconds before SIGKILL. Listeners bind to 127.0.0.1 on free ports only.
 """
