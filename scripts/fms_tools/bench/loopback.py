@@ -22,6 +22,7 @@ from fms_tools.bench.environment import (
     parse_perf,
 )
 from fms_tools.bench.metrics import end_offsets, scrape
+from fms_tools.fmsops.kafka_broker import KafkaBroker, free_port
 from fms_tools.fmsops.procs import stop_group
 
 PY = sys.executable
@@ -31,8 +32,6 @@ class Loopback(Environment):
     exact_lag = True
 
     def __init__(self, work: Path, stream_conf: list[str], trigger: str, max_offsets: int) -> None:
-        from fms_tools.fmsops.kafka_broker import KafkaBroker
-
         self.work = work
         self.stream: subprocess.Popen[bytes] | None = None
         self.stream_log_path = work / "stream.log"
@@ -51,7 +50,7 @@ class Loopback(Environment):
         self.kafka_conf: dict[str, str] = {}
         self.broker.create_topic(RAW, partitions=6)
         self.broker.create_topic(DLQ, partitions=1)
-        port = _free_port()
+        port = free_port()
         self.metrics_url = f"http://127.0.0.1:{port}/metrics"
         # metrics on loopback only (the CLI has no address flag; the config file has)
         conf_file = work / "stream.yml"
@@ -171,11 +170,3 @@ class Loopback(Environment):
         if self.stream is not None:
             stop_group(self.stream, 60)
         self.broker.stop()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
