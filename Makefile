@@ -6,9 +6,11 @@ PROFILE ?= auto
 ENV ?= primary
 VENV := .venv
 PY := $(VENV)/bin/python
-# The venv is shared by every clone (keyed by requirements); this checkout's jobs/
-# comes first on the path so tests never import another clone's editable install.
-export PYTHONPATH := $(CURDIR)/jobs$(if $(PYTHONPATH),:$(PYTHONPATH))
+# The venv is shared by every clone (keyed by requirements); this checkout's jobs/ and
+# scripts/ come first on the path so tests and tools never import another clone's editable install.
+export PYTHONPATH := $(CURDIR)/jobs:$(CURDIR)/scripts$(if $(PYTHONPATH),:$(PYTHONPATH))
+# The project's tools (scripts/fms_tools): console scripts `make bootstrap` installs into the venv.
+LAB := $(VENV)/bin/fms-lab
 # Terraform from the offline mirror when one is available, else the system one.
 TF_ENV = eval "$$(bash scripts/bootstrap/terraform_env.sh)"
 PYTEST = $(TF_ENV); $(VENV)/bin/pytest
@@ -26,20 +28,20 @@ bootstrap: ## Install Debian packages, the Python env and the Terraform toolchai
 	@$(TF_ENV); terraform version | sed -n 1p
 
 lab: bootstrap ## Bring up the local lab (emulated AWS + nspawn hosts), converge site.yml, run the pipeline
-	@$(TF_ENV); $(PY) scripts/lab.py up --env $(ENV) --profile $(PROFILE)
-	@$(PY) scripts/lab.py converge --env $(ENV)
+	@$(TF_ENV); $(LAB) up --env $(ENV) --profile $(PROFILE)
+	@$(LAB) converge --env $(ENV)
 
 lab-converge: ## Run ansible/site.yml on the lab hosts again (idempotent)
-	@$(PY) scripts/lab.py converge --env $(ENV)
+	@$(LAB) converge --env $(ENV)
 
 lab-infra: ## testinfra (tests/infra) against the running lab
-	@$(PY) scripts/lab.py testinfra --env $(ENV)
+	@$(LAB) testinfra --env $(ENV)
 
 lab-down: ## Tear the lab down, leaving nothing running
-	@$(TF_ENV); $(PY) scripts/lab.py down
+	@$(TF_ENV); $(LAB) down
 
 lab-status: ## Show every lab host with role, IP, state and reachability
-	@$(PY) scripts/lab.py status
+	@$(LAB) status
 
 TIMED = bash scripts/bootstrap/timed.sh
 # Inside `make test` the suites that are neither timing-sensitive nor on the critical path run
@@ -92,7 +94,7 @@ fmt: ## Format Terraform and Python sources
 	@$(VENV)/bin/ruff format .
 
 docs: ## Write the READMEs of roles/* and terraform/modules/* (generated sections only; tests/static checks them)
-	@PYTHONPATH=scripts $(PY) -m moduledocs
+	@$(VENV)/bin/fms-moduledocs
 
 lock: ## Re-resolve requirements.in into the fully pinned requirements.txt
 	@rm -rf build/lock-venv && python3 -m venv build/lock-venv
@@ -101,7 +103,7 @@ lock: ## Re-resolve requirements.in into the fully pinned requirements.txt
 	  build/lock-venv/bin/pip freeze) > requirements.txt
 
 bench: bootstrap ## Pipeline benchmark on the running lab (build/bench/*.json + PNG); BENCH_ARGS="--mode loopback" runs it locally
-	@$(PY) scripts/bench.py --lab-env $(ENV) $(BENCH_ARGS)
+	@$(VENV)/bin/fms-bench --lab-env $(ENV) $(BENCH_ARGS)
 
 PREDICT_SCALE ?= full
 PREDICT_MASTER ?= local[2]

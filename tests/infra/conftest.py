@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import testinfra
-from fmsops.platform_contract import load as load_platform
+from fms_tools.fmsops.platform_contract import load as load_platform
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"

@@ -6,7 +6,7 @@ import re
 import uuid
 
 import pytest
-from fmsops.platform_contract import load as load_platform
+from fms_tools.fmsops.platform_contract import load as load_platform
 from infra_helpers import listening, run
 
 # Ports from the platform contract (platform.yml), the ones the roles configure.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fmsops.platform_contract import load as load_platform
+from fms_tools.fmsops.platform_contract import load as load_platform
 from infra_helpers import SITE_CA, http
 
 # Ports from the platform contract (platform.yml), the ones the roles configure.

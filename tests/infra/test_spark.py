@@ -7,7 +7,7 @@ import json
 import uuid
 
 import pytest
-from fmsops.platform_contract import load as load_platform
+from fms_tools.fmsops.platform_contract import load as load_platform
 from infra_helpers import http, listening, run
 
 # Ports from the platform contract (platform.yml), the ones the roles configure.

@@ -1,6 +1,6 @@
 """The lab artifact mirror's archives are usable: real Kafka, HDFS and Spark on loopback.
 
-Builds (or reuses) the archives with `scripts/artifacts.py`, then runs each product from its
+Builds (or reuses) the archives with `fms-artifacts`, then runs each product from its
 extracted archive with the archive's own scripts. Every wait is bounded, every process is
 stopped in teardown, and every listener binds to 127.0.0.1 on a free port.
 """
@@ -8,7 +8,6 @@ stopped in teardown, and every listener binds to 127.0.0.1 on a free port.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -23,31 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fms_tools import artifacts
+from support import kafka_broker as kb
 
 REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, str(REPO / "scripts" / "artifacts.py")]
+CLI = list(artifacts.COMMAND)
 BUILD_TARGETS = ("kafka", "hadoop", "spark", "maven", "jmx")
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-def _load_helper():
-    """tests/support/kafka_broker.py, importable whatever pytest's rootdir/sys.path is."""
-    try:
-        from tests.support import kafka_broker  # type: ignore[import-not-found]
-
-        return kafka_broker
-    except ImportError:
-        path = REPO / "tests" / "support" / "kafka_broker.py"
-        spec = importlib.util.spec_from_file_location("fms_tests_kafka_broker", path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        return module
-
-
-kb = _load_helper()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -399,7 +381,7 @@ def test_kafka_broker_from_archive_scripts(kafka_home: Path, tmp_path: Path) -> 
 
 
 def test_kafka_broker_helper(java: None, archives: dict[str, Path], tmp_path: Path) -> None:
-    """The reusable helper other integration tests use (tests/support/kafka_broker.py)."""
+    """The reusable helper other integration tests use (fms_tools.fmsops.kafka_broker)."""
     broker = kb.KafkaBroker(tmp_path, archive=archives["kafka"])
     with broker:
         assert broker.bootstrap.startswith("127.0.0.1:")
@@ -705,9 +687,7 @@ def test_prometheus_family_tarballs_run(archives: dict[str, Path], tmp_path: Pat
     github = archives["kafka"].parents[3] / "github" / "prometheus"
     tarballs = {p.parents[3].name: p for p in github.glob("*/releases/download/*/*.linux-amd64.tar.gz")}
     if set(tarballs) != {"prometheus", "alertmanager", "node_exporter"}:
-        pytest.skip(
-            "Prometheus tarballs not built: `python3 scripts/artifacts.py build prometheus` (Go, minutes)"
-        )
+        pytest.skip("Prometheus tarballs not built: `fms-artifacts build prometheus` (Go, minutes)")
     homes = {}
     for name, tarball in tarballs.items():
         sums = (tarball.parent / "sha256sums.txt").read_text().split()

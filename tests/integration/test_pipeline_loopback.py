@@ -19,12 +19,10 @@ One scenario, asserted step by step (tests share the module's broker, Spark sess
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
 import shutil
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -48,8 +46,9 @@ from fms_jobs.quality.schema import CREATED_HEADER
 from fms_jobs.simulator import ALL_KINDS
 from fms_jobs.streaming.config import StreamConfig
 from fms_jobs.streaming.job import DLQ_COLUMNS, PROCESSED_COLUMNS, BatchProcessor, start_query
-from fmsops.emulator import EMULATOR_ENV
-from fmsops.platform_contract import load as load_platform
+from fms_tools.fmsops.emulator import EMULATOR_ENV
+from fms_tools.fmsops.platform_contract import load as load_platform
+from support import kafka_broker as kb
 
 pytestmark = [pytest.mark.kafka, pytest.mark.spark, pytest.mark.slow]
 os.environ["TZ"] = "UTC"  # PySpark hands timestamps back as naive local time
@@ -59,18 +58,6 @@ REPO = Path(__file__).resolve().parents[2]
 RAW, DLQ = (load_platform().topic(key).name for key in ("raw", "dlq"))  # platform.yml topics
 ROUND1 = 3000
 STREAM_TIMEOUT_S = 900
-
-
-def _support() -> Any:
-    path = REPO / "tests" / "support" / "kafka_broker.py"
-    if not path.is_file():
-        pytest.skip("tests/support/kafka_broker.py is not available")
-    spec = importlib.util.spec_from_file_location("fms_test_kafka_broker", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -83,7 +70,6 @@ def rules() -> QualityRules:
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    kb = _support()
     kb.require_java()
     b = kb.KafkaBroker(tmp_path_factory.mktemp("kafka"), properties={"auto.create.topics.enable": "false"})
     with b:

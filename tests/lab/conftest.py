@@ -22,18 +22,14 @@ FMS_LAB_REUSE=converged does not run site.yml at all - for a lab just converged 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-
-from fmsops import terraform
-from lab import converge, orchestrate, state
+from fms_tools.fmsops import terraform
+from fms_tools.lab import converge, orchestrate, state
 from lab_support import APPLY, PROFILE, playbook_failures
 
 DR_APPLY_TIMEOUT_S = 900
@@ -88,7 +84,7 @@ def lab(lab_dir: Path):
             pytest.skip("FMS_LAB_REUSE is set but no lab is up in FMS_LAB_DIR")
         yield hosts
         return
-    from fmsops.emulator import free_port
+    from fms_tools.fmsops.emulator import free_port
 
     mp = pytest.MonkeyPatch()
     mp.setenv("FMS_LAB_DIR", str(lab_dir))

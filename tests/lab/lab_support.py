@@ -21,13 +21,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
+from fms_tools.fmsops import platform_contract
+from fms_tools.fmsops.emulator import EMULATOR_ENV
+from fms_tools.lab import discovery, state
+from fms_tools.lab.envs import ENVS
 
-from fmsops import platform_contract  # noqa: E402
-from fmsops.emulator import EMULATOR_ENV  # noqa: E402
-from lab import discovery, state  # noqa: E402
-from lab.envs import ENVS  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 # The lab's apply step in the tests: the real stacks.
 APPLY = True
@@ -58,7 +57,7 @@ def playbook_failures(run: Any, limit: int = 40) -> str:
 
 def host_ssh(name: str, command: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
     """Run a shell command on a lab host (as root, over the lab's ssh config)."""
-    from lab import hosts
+    from fms_tools.lab import hosts
 
     return hosts.ssh_run(state.load_hosts()[name]["ip"], command, timeout_s=timeout_s)
 
@@ -75,7 +74,7 @@ def first_in_group(group: str, env: str = "primary") -> str:
 
 def security_group_of_host(name: str, env: str = "primary") -> str:
     """The platform contract's security group of a lab host (from its inventory groups)."""
-    from fmsops.platform_contract import load
+    from fms_tools.fmsops.platform_contract import load
 
     contract = load()
     groups = {g for g, names in outputs(env)["inventory_groups"].items() if name in names}
@@ -90,7 +89,7 @@ def contract_allows(src: str, dst: str, port: int, env: str = "primary") -> bool
     Egress needs no check here: every group may send anything inside its VPC (the security
     module's egress rule); the receiver's ingress decides.
     """
-    from fmsops.platform_contract import load
+    from fms_tools.fmsops.platform_contract import load
 
     src_sg, dst_sg = security_group_of_host(src, env), security_group_of_host(dst, env)
     return any(
@@ -134,7 +133,7 @@ def cli_env(lab_dir: Path) -> dict[str, str]:
 
 
 def lab_cli() -> list[str]:
-    return [sys.executable, str(REPO / "scripts" / "lab.py")]
+    return [sys.executable, "-m", "fms_tools.lab"]
 
 
 # ---------------------------------------------------------------------------- decoys (boto3)

@@ -1,7 +1,7 @@
 """Faults on the running lab reach an operator as alerts, and their fixes as resolutions.
 
 Runs last among the lab tests on the converged lab with the pipeline running (the conftest
-orders it after test_lab_pipeline.py). The lab's standing alert receiver (lab.alert_receiver,
+orders it after test_lab_pipeline.py). The lab's standing alert receiver (fms_tools.lab.alert_receiver,
 started by `lab up` where the lab's Alertmanagers post: inventory/lab alertmanager_webhook_urls)
 records every delivered alert; the tests inject faults one way an operator would meet them:
 
@@ -36,8 +36,8 @@ from pathlib import Path
 import pytest
 import yaml
 from fms_jobs.quality.reasons import ReasonCode
-from fmsops.platform_contract import load as load_platform
-from lab import alert_receiver, services, state
+from fms_tools.fmsops.platform_contract import load as load_platform
+from fms_tools.lab import alert_receiver, services, state
 from lab_support import REPO, host_ssh, must, outputs
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -54,7 +54,7 @@ DRILL_UNIT = "fms-alert-drill-collector"
 
 @dataclass
 class Receiver:
-    """What the lab's standing alert receiver (lab.alert_receiver) took from Alertmanager."""
+    """What the lab's standing alert receiver (fms_tools.lab.alert_receiver) took from Alertmanager."""
 
     path: Path
 

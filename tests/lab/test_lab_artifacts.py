@@ -20,13 +20,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from lab import hosts, mirror
+from fms_tools.artifacts.config import resolve_paths
+from fms_tools.lab import hosts, mirror
 from lab_support import REPO, emulator_env, first_in_group, venv_tool
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
-
-sys.path.insert(0, str(REPO / "scripts"))
-from artifacts.config import resolve_paths  # noqa: E402
 
 JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
 WORK = "/opt/fms-probe"
@@ -46,7 +44,7 @@ def ok(res: subprocess.CompletedProcess[str]) -> str:
 def archive_path(target: str) -> str:
     """The archive's path below mirror/apache, from `scripts/artifacts.py path <target>`."""
     res = subprocess.run(
-        [sys.executable, str(REPO / "scripts/artifacts.py"), "path", target],
+        [sys.executable, "-m", "fms_tools.artifacts", "path", target],
         text=True,
         capture_output=True,
         timeout=60,

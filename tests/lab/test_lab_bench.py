@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from lab_support import REPO, host_ssh, must, outputs
+from lab_support import host_ssh, must, outputs
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -36,7 +36,8 @@ def test_bench_measures_a_rate_and_the_kafka_ceiling_and_restores_the_collectors
     out = tmp_path / "bench"
     cmd = [
         sys.executable,
-        str(REPO / "scripts" / "bench.py"),
+        "-m",
+        "fms_tools.bench",
         "--lab-env=primary",
         f"--rates={RATE}",
         # the lab's stream triggers every 30 s: few, whole batches per window

@@ -18,8 +18,8 @@ import sys
 import time
 
 import pytest
+from fms_tools.lab import converge, state
 from kafka_probe import KafkaProbe
-from lab import converge, state
 from lab_support import (
     REPO,
     host_epoch,

@@ -34,9 +34,9 @@ import time
 import urllib.request
 
 import pytest
-from fmsops.platform_contract import load as load_contract
+from fms_tools.fmsops.platform_contract import load as load_contract
+from fms_tools.lab import alert_receiver, state
 from kafka_probe import KafkaProbe
-from lab import alert_receiver, state
 from lab_support import first_in_group, host_ssh, must, outputs, unit_restarts
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from fmsops.platform_contract import load
-from lab import firewall, sg_iptables
-from lab.envs import Env
+from fms_tools.fmsops.platform_contract import load
+from fms_tools.lab import firewall, sg_iptables
+from fms_tools.lab.envs import Env
 
 pytestmark = pytest.mark.lab
 

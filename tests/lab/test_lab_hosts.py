@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from fmsops.platform_contract import load as load_contract
-from lab import firewall, hosts, mirror, network, orchestrate, state
-from lab.envs import BRIDGE_PREFIX, RULE_TAG_PREFIX
+from fms_tools.fmsops.platform_contract import load as load_contract
+from fms_tools.lab import firewall, hosts, mirror, network, orchestrate, state
+from fms_tools.lab.envs import BRIDGE_PREFIX, RULE_TAG_PREFIX
 from lab_support import (
     ALL_GROUPS,
     PROFILE,
@@ -313,7 +313,7 @@ def test_up_again_keeps_healthy_hosts(lab, lab_dir: Path):
     # Where to look, printed at the end of `up`.
     url = mirror.configured().url
     tail = res.stdout[res.stdout.index("where to look:") :]
-    assert f"mirror:     {url}/" in tail and "scripts/lab.py ssh" in tail and "ansible-inventory" in tail
+    assert f"mirror:     {url}/" in tail and "fms-lab ssh" in tail and "ansible-inventory" in tail
     print(f"\nsecond up (Terraform + converge, nothing to do): {time.monotonic() - started:.1f}s")
     print(res.stdout[res.stdout.index("emulator: http") :])
 

@@ -12,8 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from lab import discovery, hosts, mirror, network, orchestrate, preflight, state
-from lab.envs import ENVS, PROFILES, Env, Profile
+from fms_tools.lab import discovery, hosts, mirror, network, orchestrate, preflight, state
+from fms_tools.lab.envs import ENVS, PROFILES, Env, Profile
 from lab_support import provision_env
 
 pytestmark = pytest.mark.lab
@@ -44,7 +44,7 @@ def test_missing_terraform_is_reported_only_when_the_lab_applies(monkeypatch):
 
 
 def test_missing_terraform_helper_fails_before_anything_changes(monkeypatch):
-    from fmsops import terraform
+    from fms_tools.fmsops import terraform
 
     monkeypatch.delattr(terraform, "apply_env", raising=False)
     with pytest.raises(SystemExit, match=r"apply_env.*--no-apply"):
@@ -139,7 +139,7 @@ def test_unknown_profile_and_env_are_refused(tmp_path, monkeypatch):
 
 @pytest.fixture
 def emulator(tmp_path):
-    from fmsops.emulator import Emulator, free_port
+    from fms_tools.fmsops.emulator import Emulator, free_port
 
     emu = Emulator(port=free_port(), log_path=tmp_path / "emulator.log").start()
     try:
@@ -285,7 +285,7 @@ def test_taken_mirror_port_fails_preflight_before_anything_changes(tmp_path, mon
 
 def test_mirror_server_lifecycle_on_loopback(tmp_path, monkeypatch):
     """start -> answers with the mirror tree -> found by its marker -> stopped (no lab hosts needed)."""
-    from fmsops.emulator import free_port
+    from fms_tools.fmsops.emulator import free_port
 
     # The server's lifecycle, not the artifacts: a stand-in mirror tree in a cache of its own, so the
     # test runs on a new machine too (its mirror is built only later, by the lab).

@@ -18,9 +18,9 @@ import socket
 import subprocess
 
 import pytest
-from fmsops.platform_contract import load
-from lab import firewall, state
-from lab.envs import ENVS
+from fms_tools.fmsops.platform_contract import load
+from fms_tools.lab import firewall, state
+from fms_tools.lab.envs import ENVS
 from lab_support import cli_env, first_in_group, host_ssh, lab_cli, tcp_from
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]

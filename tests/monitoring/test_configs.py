@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROLES, load_yaml, render, run
-from fmsops.platform_contract import load as load_platform
+from fms_tools.fmsops.platform_contract import load as load_platform
 
 INVENTORY_HOSTS = {
     "kafka": {"kafka-1", "kafka-2", "kafka-3", "kafka-4"},

@@ -1,6 +1,6 @@
 """Every role and Terraform module has a README whose generated section matches its sources.
 
-The READMEs are regenerated in memory (scripts/moduledocs) and compared with the files: a new role or
+The READMEs are regenerated in memory (fms_tools.moduledocs) and compared with the files: a new role or
 module without a README, or a variable added to argument_specs/variables.tf without `make docs`, fails
 here with the fix command.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import moduledocs
 import pytest
+from fms_tools import moduledocs
 
 REPO = Path(__file__).resolve().parents[2]
 

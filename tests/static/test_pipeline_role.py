@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 import yaml
 from ansible_support import BIN, ansible_env
-from fmsops.platform_contract import load as load_platform
+from fms_tools.fmsops.platform_contract import load as load_platform
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"

@@ -45,9 +45,9 @@ from typing import Any
 import pytest
 import yaml
 from ansible_support import task_results
-from fmsops.emulator import EMULATOR_ENV
-from fmsops.platform_contract import Platform, Topic, load
-from fmsops.terraform import REPO, Stack, lab_var_file
+from fms_tools.fmsops.emulator import EMULATOR_ENV
+from fms_tools.fmsops.platform_contract import Platform, Topic, load
+from fms_tools.fmsops.terraform import REPO, Stack, lab_var_file
 
 ROLES_DIR = REPO / "roles"
 ANSIBLE_DIR = REPO / "ansible"

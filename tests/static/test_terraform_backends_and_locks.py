@@ -20,8 +20,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fmsops.platform_contract import load as load_platform
-from fmsops.terraform import env_region
+from fms_tools.fmsops.platform_contract import load as load_platform
+from fms_tools.fmsops.terraform import env_region
 
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "terraform"

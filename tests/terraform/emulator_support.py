@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import boto3
-from fmsops.emulator import Emulator, boto_credentials, free_port
+from fms_tools.fmsops.emulator import Emulator, boto_credentials, free_port
 
 
 def start_emulator(workdir: Path) -> Emulator:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from emulator_support import client, start_emulator
-from fmsops.emulator import Emulator, register_lab_image
-from fmsops.terraform import Stack, env_region, lab_stack, lab_var_file
+from fms_tools.fmsops.emulator import Emulator, register_lab_image
+from fms_tools.fmsops.terraform import Stack, env_region, lab_stack, lab_var_file
 
 pytestmark = pytest.mark.terraform
 

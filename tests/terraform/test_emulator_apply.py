@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 from emulator_support import client, hcl, start_emulator
-from fmsops.emulator import EMULATOR_ENV, Emulator, register_lab_image
-from fmsops.platform_contract import load as load_platform
-from fmsops.terraform import REPO, Stack, env_region, lab_stack, lab_var_file
+from fms_tools.fmsops.emulator import EMULATOR_ENV, Emulator, register_lab_image
+from fms_tools.fmsops.platform_contract import load as load_platform
+from fms_tools.fmsops.terraform import REPO, Stack, env_region, lab_stack, lab_var_file
 
 pytestmark = [pytest.mark.terraform, pytest.mark.slow]
 REPORT = REPO / "build" / "reports" / "terraform-emulator.json"

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from fmsops.terraform import Stack, TerraformError, emulator_transient
+from fms_tools.fmsops.terraform import Stack, TerraformError, emulator_transient
 
 DEFAULT_SG_FAILURE = """\
 Error: updating Default Security Group (sg-0a1b2c): revoking egress rules: operation error EC2:

@@ -1,6 +1,6 @@
 """The lab's standing alert receiver takes Alertmanager's webhooks and keeps every alert.
 
-The real receiver process (`python -m lab.alert_receiver`, as `lab up` starts it) on a loopback
+The real receiver process (`python -m fms_tools.lab.alert_receiver`, as `lab up` starts it) on a loopback
 port: an Alertmanager-shaped notification (version 4, as alertmanager/notify/webhook sends it)
 is answered 200 and every alert of it is one JSON line; what is not a webhook is refused with
 400 and the receiver goes on serving; `status` derives what is firing now; a receiver this lab
@@ -16,10 +16,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from fmsops import procs
-from fmsops.emulator import free_port
-from lab import alert_receiver, mirror
-from lab.envs import ENVS
+from fms_tools.fmsops import procs
+from fms_tools.fmsops.emulator import free_port
+from fms_tools.lab import alert_receiver, mirror
+from fms_tools.lab.envs import ENVS
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

@@ -1,23 +1,13 @@
-"""scripts/lab.py passes the arguments it does not know on to ansible-playbook / pytest, in order."""
+"""fms-lab passes the arguments it does not know on to ansible-playbook / pytest, in order."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-from lab import converge
+from fms_tools.lab import cli, converge
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def lab_cli() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lab_cli", REPO / "scripts" / "lab.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize(
@@ -44,13 +34,13 @@ def test_converge_passes_unknown_arguments_to_ansible(
         raise converge.ConvergeError("not converging in a unit test")
 
     monkeypatch.setattr(converge, "run_playbook", fake_run)
-    assert lab_cli().main(argv) == 1
+    assert cli.main(argv) == 1
     assert calls == [(env, playbook, passed_on)]
 
 
 def test_other_commands_refuse_unknown_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
-        lab_cli().main(["status", "--bogus"])
+        cli.main(["status", "--bogus"])
     assert e.value.code == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 
@@ -67,7 +57,7 @@ def test_other_commands_refuse_unknown_arguments(capsys: pytest.CaptureFixture[s
 )
 def test_auto_profile_fits_the_machine(cores: int, available_mib: int, profile: str, why: str) -> None:
     """`make lab` (PROFILE=auto) on a 2-core machine takes the 8-host profile and says why."""
-    from lab import envs
+    from fms_tools.lab import envs
 
     picked, reason = envs.pick_profile(cores, available_mib)
     assert picked.name == profile
@@ -78,7 +68,7 @@ def test_status_probe_is_patient_with_a_busy_host(monkeypatch: pytest.MonkeyPatc
     """A host whose ssh answers only on the second, longer attempt is slow, not unreachable."""
     import subprocess
 
-    from lab import hosts
+    from fms_tools.lab import hosts
 
     answers = iter(
         [

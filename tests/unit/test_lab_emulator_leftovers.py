@@ -23,16 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from fmsops import procs
-from fmsops.emulator import free_port
-from lab import orchestrate, preflight, state
+from fms_tools.fmsops import procs
+from fms_tools.fmsops.emulator import free_port
+from fms_tools.lab import orchestrate, preflight, state
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 20.0
 
 CRASHING_UP = """
 import os, signal
-from lab import orchestrate, state
+from fms_tools.lab import orchestrate, state
 lab = state.load_lab()
 reuse = orchestrate._reusable_emulator(lab, None)
 orchestrate._ensure_emulator(lab, None, None if reuse else orchestrate.emulator_port())

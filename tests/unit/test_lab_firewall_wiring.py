@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fmsops.emulator import EMULATOR_ENV
-from fmsops.platform_contract import load
-from lab import discovery, firewall, orchestrate, preflight
-from lab.envs import ENVS
+from fms_tools.fmsops.emulator import EMULATOR_ENV
+from fms_tools.fmsops.platform_contract import load
+from fms_tools.lab import discovery, firewall, orchestrate, preflight
+from fms_tools.lab.envs import ENVS
 
 CONTRACT = load()
 KAFKA_CLIENT = CONTRACT.port("kafka_client")
@@ -138,8 +138,8 @@ def test_enforcement_off_removes_the_envs_chains_and_says_so(emulated, monkeypat
 
 
 def test_firewall_report_lists_each_hosts_rules_and_drops(tmp_path, monkeypatch, capsys):
-    """`lab.py firewall`: one line per host; exit 1 when a host has no chains (not enforced)."""
-    from lab import state
+    """`fms-lab firewall`: one line per host; exit 1 when a host has no chains (not enforced)."""
+    from fms_tools.lab import state
 
     monkeypatch.setenv("FMS_LAB_DIR", str(tmp_path))
     state.save_hosts(

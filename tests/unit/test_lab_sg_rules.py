@@ -10,9 +10,9 @@ import shlex
 from typing import Any
 
 import pytest
-from fmsops.platform_contract import load
-from lab import firewall, sg_iptables
-from lab.sg_rules import Rule, TranslationError, lab_machine_rules, translate
+from fms_tools.fmsops.platform_contract import load
+from fms_tools.lab import firewall, sg_iptables
+from fms_tools.lab.sg_rules import Rule, TranslationError, lab_machine_rules, translate
 
 CONTRACT = load()
 KAFKA_CLIENT = CONTRACT.port("kafka_client")

@@ -1,4 +1,4 @@
-"""The emulator launcher's fidelity fixes (scripts/fmsops/moto_server.py), in process."""
+"""The emulator launcher's fidelity fixes (scripts/fms_tools/fmsops/moto_server.py), in process."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("moto")
 import boto3
 from botocore.exceptions import ClientError
-from fmsops import moto_server  # noqa: F401 - importing applies the fixes
+from fms_tools.fmsops import moto_server  # noqa: F401 - importing applies the fixes
 from moto import mock_aws
 
 

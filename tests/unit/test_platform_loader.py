@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from fmsops.platform_contract import PLATFORM_FILE, ContractError, load, parse
+from fms_tools.fmsops.platform_contract import PLATFORM_FILE, ContractError, load, parse
 
 
 def _contract() -> dict[str, Any]:
@@ -103,8 +103,8 @@ def test_an_unknown_environment_or_stack_names_the_allowed_ones() -> None:
 
 
 def test_the_lab_envs_are_the_contract_stacks() -> None:
-    """scripts/lab builds one env per stack from the contract: its region and its lab CIDR."""
-    from lab.envs import ENVS, LAB_RANGE
+    """fms_tools.lab builds one env per stack from the contract: its region and its lab CIDR."""
+    from fms_tools.lab.envs import ENVS, LAB_RANGE
 
     platform = load()
     assert {name: (e.region, e.cidr) for name, e in ENVS.items()} == {

@@ -17,8 +17,8 @@ DOCUMENTATION = """
     short_description: Exposes the FMS platform contract (platform.yml) as fms_platform
     description:
       - Reads platform.yml at the repository root (two directories above ansible/) through
-        scripts/fmsops/platform_contract.py, which checks it, and sets it as the variable C(fms_platform)
-        of the C(all) group, so every host sees it.
+        scripts/fms_tools/fmsops/platform_contract.py, which checks it, and sets it as the variable
+        C(fms_platform) of the C(all) group, so every host sees it.
       - The role defaults refer to it for every listener and exporter port, e.g. C(kafka_internal_port)
         is C(fms_platform.ports.kafka_internal.port); Terraform builds the security group rules from
         the same file, so a port is written once.
@@ -36,12 +36,13 @@ DOCUMENTATION = """
 """
 
 REPO = Path(__file__).resolve().parents[3]
-LOADER = REPO / "scripts" / "fmsops" / "platform_contract.py"
+LOADER = REPO / "scripts" / "fms_tools" / "fmsops" / "platform_contract.py"
 
 
 def _loader() -> ModuleType:
-    # Loaded by path: the controller's Python has no scripts/ on sys.path, and
-    # the project keeps one loader for Python, tests and Ansible alike.
+    # Loaded by path, from the checkout this plugin belongs to: the controller's Python need
+    # not have the fms_tools package, and the project keeps one loader for Python, tests and
+    # Ansible alike.
     spec = importlib.util.spec_from_file_location("fms_platform_contract", LOADER)
     if spec is None or spec.loader is None:
         raise AnsibleError(f"fms_platform: cannot load {LOADER}")

@@ -1,7 +1,7 @@
 # Profile "minimal" (8 hosts, ~half the memory of "lab"): one broker that is its
 # own controller, one DataNode, one Spark worker (the lab's DR standby needs a
 # reachable cluster, not the primary's fault tolerance). Use with lab.tfvars:
-#   scripts/lab.py up --profile minimal
+#   fms-lab up --profile minimal
 instance_groups = {
   bastion       = { count = 1, instance_type = "t3.micro" }
   kafka         = { count = 1, instance_type = "t3.large", groups = ["kafka", "kafka_controller"], data_volume_size_gb = 20 }

@@ -2,7 +2,7 @@
 # still replicate as production does - three brokers that are their own KRaft
 # controllers (RF 3, min ISR 2: acks=all survives a broker loss), two DataNodes
 # (HDFS replication 2), one Spark worker. Use with lab.tfvars:
-#   scripts/lab.py up --profile minimal
+#   fms-lab up --profile minimal
 instance_groups = {
   bastion       = { count = 1, instance_type = "t3.micro" }
   kafka         = { count = 3, instance_type = "t3.large", groups = ["kafka", "kafka_controller"], data_volume_size_gb = 20 }

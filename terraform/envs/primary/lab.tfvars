@@ -8,7 +8,7 @@ availability_zones = ["ap-northeast-2a", "ap-northeast-2b"]
 single_nat_gateway = true
 # The operators' office network (TEST-NET-3, a documentation range). The lab machine stands
 # there as the operator: it reaches the bastion's SSH and the dashboards and nothing else
-# (scripts/lab/firewall.py), so Ansible and every ssh go through the bastion, as on AWS.
+# (scripts/fms_tools/lab/firewall.py), so Ansible and every ssh go through the bastion, as on AWS.
 admin_cidrs        = ["203.0.113.0/24"]
 dashboard_cidrs    = ["203.0.113.0/24"]
 lake_force_destroy = true

@@ -9,7 +9,7 @@ locals {
   # CIDR, peer), security groups, the inventory groups they hold and every port
   # with who may reach it. Ansible reads the same file, so the rules below open
   # exactly the ports the services use and both agree on the environment names.
-  # scripts/fmsops/terraform.py stages it beside terraform/ for lab and test runs.
+  # scripts/fms_tools/fmsops/terraform.py stages it beside terraform/ for lab and test runs.
   platform = yamldecode(file("${path.module}/../../../platform.yml"))
 
   # This stack and its peer as the contract writes them; the lab environment

@@ -1,1 +1,0 @@
-"""Operations helpers shared by the lab, the tests and the benchmarks."""
