@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+
 from fms_tools.fmsops import procs
 
 from . import progress, state
