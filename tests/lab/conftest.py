@@ -16,7 +16,7 @@ bad-input module injected and every record that flowed through the faults), the 
 Development against a lab that is up: FMS_LAB_REUSE=1 FMS_LAB_DIR=... runs the converge, bad-input,
 pipeline and alert modules on it (`converged` runs site.yml once per session);
 FMS_LAB_REUSE=converged does not run site.yml at all - for a lab just converged from this checkout
-(`scripts/lab.py converge`), whose latest site.yml log then stands for the run.
+(`fms-lab converge`), whose latest site.yml log then stands for the run.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def ok(res: subprocess.CompletedProcess[str]) -> str:
 
 
 def archive_path(target: str) -> str:
-    """The archive's path below mirror/apache, from `scripts/artifacts.py path <target>`."""
+    """The archive's path below mirror/apache, from `fms-artifacts path <target>`."""
     res = subprocess.run(
         [sys.executable, "-m", "fms_tools.artifacts", "path", target],
         text=True,

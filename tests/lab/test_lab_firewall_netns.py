@@ -328,7 +328,7 @@ def test_hosts_still_reach_the_lab_machines_services(stand_in_lab):
 
 
 def test_counts_show_the_rules_in_force_and_the_drops(stand_in_lab):
-    """What `lab.py firewall` and `lab.py status` print: allow rules per host, drops of its default deny."""
+    """What `fms-lab firewall` and `fms-lab status` print: allow rules per host, drops of its default deny."""
     counts = firewall.counts(ENV, [h.ip for h in HOSTS], stand_in_lab["ns"])
     policy = {h.name: h.policy for h in stand_in_lab["planned"]}
     resolver_rules = 2  # DNS over udp and tcp to the one resolver

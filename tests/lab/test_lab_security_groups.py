@@ -50,7 +50,7 @@ def roles(converged) -> dict[str, str]:
 
 
 def test_every_host_has_its_groups_enforced(converged):
-    """`lab.py firewall`: every host has ingress and egress rules in force, none is left open."""
+    """`fms-lab firewall`: every host has ingress and egress rules in force, none is left open."""
     all_hosts = state.load_hosts()
     counts = firewall.counts(ENVS["primary"], [r["ip"] for r in all_hosts.values() if r["env"] == "primary"])
     open_hosts = [

@@ -102,6 +102,6 @@ def find_jars(
     if missing:
         raise MissingJars(
             f"jars not found in {[str(r) for r in repos]}: {missing}; "
-            "build the mirror (python3 scripts/artifacts.py build maven) or set FMS_SPARK_JARS"
+            "build the mirror (.venv/bin/fms-artifacts build maven) or set FMS_SPARK_JARS"
         )
     return found

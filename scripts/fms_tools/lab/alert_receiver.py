@@ -10,7 +10,7 @@ to <lab>/logs/alerts.jsonl:
     {"received": 1796577662.1, "status": "firing", "labels": {...}, "annotations": {...},
      "startsAt": "...", "endsAt": "...", "fingerprint": "...", "receiver": "fms-critical"}
 
-`lab.py status` shows what is firing now; the alert drills (tests/lab/test_lab_alerts.py)
+`fms-lab status` shows what is firing now; the alert drills (tests/lab/test_lab_alerts.py)
 read the file to time each fault to its notification. It runs as its own process
 (`python -m fms_tools.lab.alert_receiver`), started by `lab up` of the env whose bridge carries the
 address and stopped by `down`, as the artifact mirror is.
