@@ -34,10 +34,10 @@ import pytest
 import yaml
 from fms_jobs.batch import audit
 from fms_jobs.batch.hourly_summary import HourlySummaryJob
-from fms_jobs.batch.lake import Hour
 from fms_jobs.collector.app import Collector
 from fms_jobs.collector.config import CollectorConfig
 from fms_jobs.collector.metrics import CollectorMetrics
+from fms_jobs.lake import Hour
 from fms_jobs.quality.reasons import DEAD_LETTER_DIMENSIONS, ReasonCode
 from fms_jobs.quality.reference import InputRecord, Outcome, ReferencePipeline
 from fms_jobs.quality.rulebook import QualityRules, load_rules

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fms_jobs.batch.hourly_summary import parse_args, select_hours
-from fms_jobs.batch.lake import Hour
+from fms_jobs.lake import Hour
 
 BASE = ["--processed", "/p", "--dlq", "/d", "--output", "/o", "--checkpoint", "/c"]
 NOW = datetime(2026, 12, 1, 9, 7, tzinfo=UTC)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from fms_jobs.batch.archive import Dataset, partition_time, s3a_conf
 from fms_jobs.batch.hourly_summary import HourResult, write_textfile
-from fms_jobs.batch.lake import Hour, batch_of
+from fms_jobs.lake import Hour, batch_file_prefix, batch_of
 from fms_jobs.quality.reasons import Dimension
 from fms_jobs.sparkutil.jars import KAFKA_CONNECTOR, MissingJars, find_jars, maven_path
 from fms_jobs.streaming.config import (
@@ -24,7 +24,6 @@ from fms_jobs.streaming.config import (
     load_stream_config,
 )
 from fms_jobs.streaming.metrics import BulkHistogram, StreamMetrics
-from fms_jobs.streaming.publish import batch_file_prefix
 from fms_jobs.streaming.state import BatchAggregate, DeviceStats, merge
 from prometheus_client import generate_latest
 
@@ -371,7 +370,7 @@ def test_hour_parsing_and_layout() -> None:
 def test_the_batch_jobs_layout_is_the_lakes() -> None:
     """What the hourly job writes is what the audit, the archive and lake.py recognise."""
     from fms_jobs.batch.archive import partition_time
-    from fms_jobs.batch.lake import COMPACT_FILE, compacted_file_name, compaction_manifest, compaction_staging
+    from fms_jobs.lake import COMPACT_FILE, compacted_file_name, compaction_manifest, compaction_staging
 
     h = Hour.parse("2024-01-15T14")
     name = compacted_file_name(h, "0a1b2c3d", 7)

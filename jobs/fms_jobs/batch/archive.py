@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from fms_jobs.batch.lake import PARTITION_DIR, Hour
+from fms_jobs.lake import PARTITION_DIR, Hour
 from fms_jobs.sparkutil.hadoopfs import HadoopFS
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ Which files count. The streaming job does not use Spark's file sink, so there is
 no ``_spark_metadata`` log and ``spark.read.parquet(directory)`` would also read
 the files of a micro-batch that was published but not committed yet (a crashed
 attempt that the restart will replace). The audit lists the files itself, like
-the hourly job does (:func:`fms_jobs.batch.lake.committed_files`): a batch file
+the hourly job does (:func:`fms_jobs.lake.committed_files`): a batch file
 ``part-<batch>-<n>.snappy.parquet`` counts only when the streaming query's commit
 log (``paths.checkpoint``/commits) holds its batch; files under ``_staging``,
 ``_manifests``, ``_compact`` etc. never count; a compaction of the hourly job
@@ -54,7 +54,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from fms_jobs.batch.lake import COMPACTIONS, batch_of, last_committed_batch
+from fms_jobs.lake import COMPACTIONS, batch_of, last_committed_batch
 from fms_jobs.quality.reasons import ReasonCode
 
 if TYPE_CHECKING:

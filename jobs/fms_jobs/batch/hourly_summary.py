@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from fms_jobs.batch.lake import (
+from fms_jobs.lake import (
     Hour,
     committed_files,
     compacted_file_name,

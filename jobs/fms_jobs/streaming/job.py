@@ -75,6 +75,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fms_jobs.lake import PARTITION_COLUMNS
 from fms_jobs.quality.reasons import DEAD_LETTER_DIMENSIONS, Dimension, Disposition, ReasonCode, WriteReason
 from fms_jobs.quality.reference import WATERMARK_DETAIL
 from fms_jobs.quality.rulebook import QualityRules
@@ -102,7 +103,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PARTITION_COLUMNS = ("year", "month", "day", "hour")
 STORED, DEAD, DUP = "stored", "dead_letter", "duplicate"
 UNWRITABLE = WriteReason.UNWRITABLE
 # Poison-pill isolation (see the module documentation). Beyond these bounds a failed write is not

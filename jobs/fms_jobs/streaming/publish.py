@@ -30,15 +30,12 @@ import re
 import time
 from dataclasses import dataclass
 
+from fms_jobs.lake import batch_file_prefix
 from fms_jobs.sparkutil.hadoopfs import HadoopFS
 
 MANIFESTS = "_manifests"
 STAGING = "_staging"
 _PART_DIR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=[^/]+$")
-
-
-def batch_file_prefix(batch_id: int) -> str:
-    return f"part-{batch_id:012d}-"
 
 
 @dataclass

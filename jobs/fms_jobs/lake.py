@@ -1,4 +1,8 @@
-"""Layout of the lake written by the streaming job, shared by the batch jobs.
+"""Layout of the lake: written by the streaming job, read and compacted by the batch jobs.
+
+The processed and dead-letter datasets are partitioned by PARTITION_COLUMNS (Hour.partition);
+each micro-batch publishes ``part-<batch id, 12 digits>-<n>.snappy.parquet`` files
+(batch_file_prefix, BATCH_FILE).
 
 Besides the streaming job's partitions and batch files, the hourly job keeps its compaction
 bookkeeping in the processed lake: ``<root>/_compactions/<hour key>.json`` (one manifest per
@@ -14,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from fms_jobs.sparkutil.hadoopfs import FileInfo, HadoopFS
 
+PARTITION_COLUMNS = ("year", "month", "day", "hour")
 BATCH_FILE = re.compile(r"/part-(\d{12})-\d+\.snappy\.parquet$")
 COMPACT_FILE = re.compile(r"/part-c\d{10}-[0-9a-f]+-\d+\.snappy\.parquet$")
 # A partition directory (Hour.partition, or Hour.day_partition for the summaries) at the end of a path.
@@ -52,11 +57,11 @@ class Hour:
 
     def partition(self) -> str:
         s = self.start
-        return f"year={s.year}/month={s.month}/day={s.day}/hour={s.hour}"
+        values = (s.year, s.month, s.day, s.hour)
+        return "/".join(f"{c}={v}" for c, v in zip(PARTITION_COLUMNS, values, strict=True))
 
     def day_partition(self) -> str:
-        s = self.start
-        return f"year={s.year}/month={s.month}/day={s.day}"
+        return self.partition().rsplit("/", 1)[0]
 
     def __str__(self) -> str:
         return self.start.strftime("%Y-%m-%dT%H:00Z")
@@ -73,6 +78,11 @@ def compaction_staging(root: str, hour: Hour) -> str:
 def compacted_file_name(hour: Hour, run: str, index: int) -> str:
     """A compacted file of the hour (matches COMPACT_FILE: ``run`` is lower-case hex)."""
     return f"part-c{hour.key}-{run}-{index:05d}.snappy.parquet"
+
+
+def batch_file_prefix(batch_id: int) -> str:
+    """The name every file of the batch's publication starts with (BATCH_FILE reads it back)."""
+    return f"part-{batch_id:012d}-"
 
 
 def batch_of(path: str) -> int | None:
