@@ -86,3 +86,23 @@ def terminate(pids: set[int], timeout_s: float) -> set[int]:
         if not left:
             break
     return left
+
+
+def start_detached(
+    cmd: list[str], log: Path, env: dict[str, str], banner: str = ""
+) -> subprocess.Popen[bytes]:
+    """Start a service process of a tool in its own session (it outlives the tool and a Ctrl-C of
+    it), output appended to `log` after an optional banner line."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as fh:
+        if banner:
+            fh.write(f"\n===== {banner} =====\n".encode())
+            fh.flush()
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )

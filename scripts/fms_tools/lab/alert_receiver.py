@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -205,18 +204,9 @@ def answers(ep: Endpoint, timeout_s: float = 2.0) -> bool:
 
 def start(ep: Endpoint, out: Path, log: Path, lab_dir: Path) -> dict[str, Any]:
     """Start the receiver as its own session (it outlives `up`); its record for lab.json."""
-    log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, MARKER_ENV: str(lab_dir)}
     cmd = [sys.executable, "-m", "fms_tools.lab.alert_receiver", "--bind", ep.address, "--port", str(ep.port)]
-    with log.open("ab") as fh:
-        proc = subprocess.Popen(
-            [*cmd, "--out", str(out)],
-            stdin=subprocess.DEVNULL,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+    proc = procs.start_detached([*cmd, "--out", str(out)], log, env)
     rec = {
         "url": ep.url,
         "pid": proc.pid,

@@ -177,26 +177,9 @@ def mirror_root() -> Path:
 def start(endpoint: Endpoint) -> dict[str, Any]:
     """Start `fms-artifacts serve` on the endpoint; return its record (for lab.json)."""
     log = state.logs_dir() / "mirror.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
     env = {**artifacts_env(), MARKER_ENV: str(state.lab_dir())}
-    with log.open("ab") as fh:
-        fh.write(f"\n===== lab: serve at {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n".encode())
-        fh.flush()
-        proc = subprocess.Popen(
-            [
-                *artifacts.COMMAND,
-                "serve",
-                "--bind",
-                endpoint.address,
-                "--port",
-                str(endpoint.port),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+    cmd = [*artifacts.COMMAND, "serve", "--bind", endpoint.address, "--port", str(endpoint.port)]
+    proc = procs.start_detached(cmd, log, env, f"lab: serve at {time.strftime('%Y-%m-%d %H:%M:%S')}")
     rec = {
         "url": endpoint.url,
         "bind": endpoint.address,
