@@ -33,6 +33,7 @@ import re
 import time
 import urllib.request
 
+import chaos_report
 import pytest
 from fms_tools.fmsops.platform_contract import load as load_contract
 from fms_tools.lab import alert_receiver, state
@@ -136,8 +137,13 @@ def _node_id(host: str) -> int:
     return int(must(host_ssh(host, "sed -n 's/^node.id=//p' /etc/kafka/server.properties")).strip())
 
 
-def _max_ack_gap_s(events: list[dict]) -> float:
-    stamps = sorted(e["timestamp"] for e in events if "timestamp" in e)
+def _ack_times_ms(probe: KafkaProbe) -> list[int]:
+    """When the probe's producer got each acknowledgement (its own log, milliseconds)."""
+    log = host_ssh(probe.client, f"grep producer_send_success {probe.work}/producer.jsonl", 120).stdout
+    return sorted(json.loads(ln)["timestamp"] for ln in log.splitlines() if ln.startswith("{"))
+
+
+def _max_ack_gap_s(stamps: list[int]) -> float:
     return max((b - a for a, b in itertools.pairwise(stamps)), default=0) / 1000
 
 
@@ -152,6 +158,7 @@ def test_broker_sigkills_lose_no_acknowledged_record(converged):
     started = time.monotonic()
     probe.start()
     kills: list[dict] = []
+    timeline: list[tuple[float, str]] = []
     try:
         for i in range(BROKER_KILLS):
             leader = kafka.active_controller()
@@ -164,10 +171,12 @@ def test_broker_sigkills_lose_no_acknowledged_record(converged):
             restarts = unit_restarts(victim, "kafka")
             acked_before = probe.acked_so_far()
             t0 = time.monotonic()
+            timeline.append((time.time(), f"kill {victim}"))
             _sigkill(victim, "kafka")
             _wait_restarted(victim, "kafka", restarts, t0 + RECOVERY_S)
             back_s = time.monotonic() - t0
             kafka.wait_whole(t0 + RECOVERY_S)
+            timeline.append((time.time(), "whole"))
             kills.append(
                 {
                     "host": victim,
@@ -182,19 +191,13 @@ def test_broker_sigkills_lose_no_acknowledged_record(converged):
         time.sleep(5)  # records acked after the last recovery
     finally:
         result = probe.stop()
-    events = [
-        json.loads(ln)
-        for ln in host_ssh(
-            probe.client, f"grep producer_send_success {probe.work}/producer.jsonl", 120
-        ).stdout.splitlines()
-        if ln.startswith("{")
-    ]
+    acks = _ack_times_ms(probe)
     report = {
         "scenario": "broker_sigkill",
         "kills": len(kills),
         "active_controller_kills": sum(k["was_active_controller"] for k in kills),
         "max_in_sync_s": max(k["in_sync_s"] for k in kills),
-        "max_ack_gap_s": round(_max_ack_gap_s(events), 1),
+        "max_ack_gap_s": round(_max_ack_gap_s(acks), 1),
         "acked": len(result.acked),
         "failed_sends": len(result.failed),
         "lost": len(result.lost),
@@ -202,6 +205,7 @@ def test_broker_sigkills_lose_no_acknowledged_record(converged):
         "seconds": round(time.monotonic() - started),
     }
     print(json.dumps(report))
+    print(f"report and timeline: {chaos_report.write(report | {'kill_list': kills}, timeline, acks)}")
     assert {k["host"] for k in kills} == set(brokers), f"every broker must be killed: {kills}"
     assert report["active_controller_kills"] >= 1, f"the active controller must be killed: {kills}"
     acked_at_kills = [k["acked_before"] for k in kills]
@@ -267,6 +271,7 @@ def test_a_broker_cut_off_for_a_minute_loses_no_acknowledged_record(converged):
         fault_at = time.time()
         t0 = time.monotonic()
         _cut_off(victim, _env_peers(victim), CUT_S)
+        timeline = [(fault_at + 2, f"cut {victim}")]
         # the rest of the cluster elects a controller among themselves (the cut-off one may still
         # believe it leads: it hears nobody)
         new_controller, failover_s = None, None
@@ -275,6 +280,7 @@ def test_a_broker_cut_off_for_a_minute_loses_no_acknowledged_record(converged):
             active = [h for h, m in snap.items() if m and m.get(f"{CONTROLLER}activecontrollercount") == 1]
             if active:
                 new_controller, failover_s = active[0], time.monotonic() - t0
+                timeline.append((time.time(), f"controller {active[0]}"))
                 break
             time.sleep(0.5)
         # the cut is real: the lab machine no longer reaches the victim's exporter either
@@ -283,9 +289,11 @@ def test_a_broker_cut_off_for_a_minute_loses_no_acknowledged_record(converged):
             time.sleep(1)
         acked_during = probe.acked_so_far() - acked_before
         healed = time.monotonic()
+        timeline.append((time.time(), "healed"))
         gone = host_ssh(victim, f"systemctl is-active {CUT_UNIT}", 60).stdout.strip()
         kafka.wait_whole(healed + RECOVERY_S)
         whole_s = time.monotonic() - healed
+        timeline.append((time.time(), "whole"))
         time.sleep(5)  # records acked after the heal
     finally:
         host_ssh(victim, f"systemctl stop {CUT_UNIT} 2>/dev/null; true", 60)  # heals, if still cut
@@ -296,8 +304,10 @@ def test_a_broker_cut_off_for_a_minute_loses_no_acknowledged_record(converged):
             for n in alert_receiver.read(alert_receiver.alerts_file(), fault_at)
         }
     )
+    acks = _ack_times_ms(probe)
     report = {
         "scenario": "broker_cut_off",
+        "max_ack_gap_s": round(_max_ack_gap_s(acks), 1),
         "victim": victim,
         "cut_s": CUT_S,
         "new_controller": new_controller,
@@ -313,6 +323,7 @@ def test_a_broker_cut_off_for_a_minute_loses_no_acknowledged_record(converged):
         "seconds": round(time.monotonic() - started),
     }
     print(json.dumps(report))
+    print(f"report and timeline: {chaos_report.write(report, timeline, acks)}")
     assert silent, f"{victim} still answered the lab machine while cut off: {report}"
     assert gone != "active", "the cut must have healed by itself at its end"
     assert new_controller in others, f"the others elected no controller in {CUT_S}s: {report}"
@@ -343,6 +354,7 @@ def test_stream_driver_sigkills_mid_batch_are_replayed(converged):
     master = first_in_group("spark_master")
     assert must(host_ssh(master, "systemctl is-active fms-stream")).strip() == "active"
     kills: list[dict] = []
+    timeline: list[tuple[float, str]] = []
     attempts = 0
     started = time.monotonic()
     while len(kills) < DRIVER_KILLS:
@@ -362,7 +374,7 @@ def test_stream_driver_sigkills_mid_batch_are_replayed(converged):
                 time.sleep(0.5)
         assert running is not None, f"the stream started no batch in {RECOVERY_S}s"
         restarts = unit_restarts(master, "fms-stream")
-        t0 = time.monotonic()
+        t0, killed_at = time.monotonic(), time.time()
         _sigkill(master, "fms-stream")
         ended = {b for b, what in _batch_events(master, since) if what == "in="}
         if running in ended:  # it ended between our look and the kill: not mid-batch, try again
@@ -385,6 +397,7 @@ def test_stream_driver_sigkills_mid_batch_are_replayed(converged):
         )
         assert past is not None, f"the stream did not get past batch {running} in {RECOVERY_S}s"
         kills.append({"batch": running, "recovered_s": round(time.monotonic() - t0, 1)})
+        timeline += [(killed_at, f"kill driver mid-batch {running}"), (time.time(), f"past batch {running}")]
         print(f"driver kill {len(kills)}/{DRIVER_KILLS}: {json.dumps(kills[-1])}")
     report = {
         "scenario": "stream_driver_sigkill_mid_batch",
@@ -394,3 +407,4 @@ def test_stream_driver_sigkills_mid_batch_are_replayed(converged):
         "seconds": round(time.monotonic() - started),
     }
     print(json.dumps(report))
+    print(f"report: {chaos_report.write(report | {'kill_list': kills}, timeline)}")
