@@ -8,7 +8,7 @@ cannot run the lab), then the ones on bare lab hosts, then site.yml and
 testinfra (test_lab_converge.py), the security groups between the converged hosts
 (test_lab_security_groups.py), bad input injected into the running pipeline
 (test_lab_bad_input.py), brokers and the stream's driver SIGKILLed under load
-(test_lab_faults.py; a broker cut off in `make chaos` only),
+(test_lab_faults.py, in `make chaos` only),
 the pipeline end to end (test_lab_pipeline.py: its conservation audit also covers every record the
 bad-input module injected and every record that flowed through the faults), the alert drills
 (test_lab_alerts.py), then the teardown test.

@@ -1,8 +1,9 @@
 """Faults under load on the converged lab: what operators fear, with an independent record of what was acked.
 
-`make test` runs the broker and driver kills after the setting-change drill of
-test_lab_converge.py, then the pipeline's conservation audit; `make chaos` runs every scenario
-here (the cut-off broker too: CI's budget does not hold it yet) on a fresh lab, then the audit.
+`make chaos` runs these scenarios on a fresh lab after the setting-change drill of
+test_lab_converge.py, then the pipeline's conservation audit. Not in `make test`: on the 2-core
+CI machine the lab suite with the two kill scenarios was heading for ~86 of the 90 minutes
+(the drill alone fits); CI time has to be won back first (issue 18).
 
 Modelled on Kafka's own system tests (replication_test: SIGKILL the leader repeatedly, every
 acknowledged message must be consumed) and Jepsen's checking: the faults hit while the
@@ -40,7 +41,7 @@ from fms_tools.lab import alert_receiver, state
 from kafka_probe import KafkaProbe
 from lab_support import first_in_group, host_ssh, must, outputs, unit_restarts
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow]
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.chaos]
 
 BROKER_KILLS = 5
 DRIVER_KILLS = 3
@@ -252,7 +253,6 @@ def _env_peers(host: str) -> list[str]:
     return sorted(set(others) | set(gateways))
 
 
-@pytest.mark.chaos  # make chaos only: CI's 90 minutes hold the kills, not this one yet (issue 18)
 def test_a_broker_cut_off_for_a_minute_loses_no_acknowledged_record(converged):
     """The active controller cut off from every other host and client for 60 s under acks=all load,
     then healed: the others elect a controller and take over its partitions, no acknowledged
