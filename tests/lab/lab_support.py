@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,25 @@ def playbook_failures(run: Any, limit: int = 40) -> str:
     return "\n".join(bad[:limit]) or "\n".join(lines[-limit:])
 
 
+# The lab's ssh config gives up on a connection after 3 s (quick answers for `status`); a test on
+# a lab whose load is ten times its cores (site.yml, Spark, the offline suites beside it) waits
+# longer for the bastion and the host to shake hands, and tries a failed connection again.
+SSH_CONNECT_TIMEOUT_S = 20
+SSH_CONNECT_ATTEMPTS = 3
+SSH_FAILED = 255  # ssh's own status for a connection that failed (the command never ran)
+
+
 def host_ssh(name: str, command: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run a shell command on a lab host (as root, over the lab's ssh config)."""
+    """Run a shell command on a lab host (as root, over the lab's ssh config through the bastion)."""
     from fms_tools.lab import hosts
 
-    return hosts.ssh_run(state.load_hosts()[name]["ip"], command, timeout_s=timeout_s)
+    ip = state.load_hosts()[name]["ip"]
+    for attempt in range(1, SSH_CONNECT_ATTEMPTS + 1):
+        res = hosts.ssh_run(ip, command, timeout_s=timeout_s, connect_timeout_s=SSH_CONNECT_TIMEOUT_S)
+        if res.returncode != SSH_FAILED or attempt == SSH_CONNECT_ATTEMPTS:
+            return res
+        time.sleep(2 * attempt)
+    raise AssertionError("unreachable")
 
 
 def must(res: subprocess.CompletedProcess[str]) -> str:

@@ -209,7 +209,11 @@ def write_ssh_files(hosts: dict[str, dict[str, Any]]) -> None:
             "  GlobalKnownHostsFile /dev/null\n"
             "  StrictHostKeyChecking yes\n"
             "  BatchMode yes\n"
-            "  ConnectTimeout 3\n"
+            # patient with a lab whose load is many times its cores (site.yml, Spark and the
+            # offline test suites on two cores): sshd through the bastion may take seconds to
+            # send its banner, and a connection given up on is a host Ansible calls unreachable
+            "  ConnectTimeout 15\n"
+            "  ConnectionAttempts 3\n"
             "  ServerAliveInterval 10\n"
             "  ServerAliveCountMax 3\n"
             "  LogLevel ERROR\n\n"
