@@ -44,6 +44,7 @@ class ProbeResult:
     acked: set[str]
     failed: list[dict]
     tool: dict
+    ack_times_ms: list[int] = field(default_factory=list)  # when each ack came, sorted
     read: Counter = field(default_factory=Counter)
 
     @property
@@ -59,6 +60,15 @@ class ProbeResult:
             f"{len(self.acked)} acked, {len(self.failed)} failed sends, {sum(self.read.values())} read back, "
             f"{len(self.lost)} lost, {len(self.duplicated)} duplicated"
         )
+
+    def figures(self) -> dict[str, int]:
+        """The delivery figures a scenario's report carries."""
+        return {
+            "acked": len(self.acked),
+            "failed_sends": len(self.failed),
+            "lost": len(self.lost),
+            "duplicated": len(self.duplicated),
+        }
 
     def assert_nothing_lost_or_duplicated(self) -> None:
         assert self.tool and self.tool.get("acked") == len(self.acked), (self.tool, len(self.acked))
@@ -139,6 +149,7 @@ class KafkaProbe:
             acked={e["value"] for e in events if e.get("name") == "producer_send_success"},
             failed=[e for e in events if e.get("name") == "producer_send_error"],
             tool=next((e for e in events if e.get("name") == "tool_data"), {}),
+            ack_times_ms=sorted(e["timestamp"] for e in events if e.get("name") == "producer_send_success"),
         )
         # Everything in the topic, not only len(acked) records: a duplicate must show up. The
         # partitions' end offsets say how many records there are, so the reader stops at the last

@@ -138,12 +138,6 @@ def _node_id(host: str) -> int:
     return int(must(host_ssh(host, "sed -n 's/^node.id=//p' /etc/kafka/server.properties")).strip())
 
 
-def _ack_times_ms(probe: KafkaProbe) -> list[int]:
-    """When the probe's producer got each acknowledgement (its own log, milliseconds)."""
-    log = host_ssh(probe.client, f"grep producer_send_success {probe.work}/producer.jsonl", 120).stdout
-    return sorted(json.loads(ln)["timestamp"] for ln in log.splitlines() if ln.startswith("{"))
-
-
 def _max_ack_gap_s(stamps: list[int]) -> float:
     return max((b - a for a, b in itertools.pairwise(stamps)), default=0) / 1000
 
@@ -192,17 +186,14 @@ def test_broker_sigkills_lose_no_acknowledged_record(converged):
         time.sleep(5)  # records acked after the last recovery
     finally:
         result = probe.stop()
-    acks = _ack_times_ms(probe)
+    acks = result.ack_times_ms
     report = {
         "scenario": "broker_sigkill",
         "kills": len(kills),
         "active_controller_kills": sum(k["was_active_controller"] for k in kills),
         "max_in_sync_s": max(k["in_sync_s"] for k in kills),
         "max_ack_gap_s": round(_max_ack_gap_s(acks), 1),
-        "acked": len(result.acked),
-        "failed_sends": len(result.failed),
-        "lost": len(result.lost),
-        "duplicated": len(result.duplicated),
+        **result.figures(),
         "seconds": round(time.monotonic() - started),
     }
     print(json.dumps(report))
@@ -304,7 +295,7 @@ def test_a_broker_cut_off_for_a_minute_loses_no_acknowledged_record(converged):
             for n in alert_receiver.read(alert_receiver.alerts_file(), fault_at)
         }
     )
-    acks = _ack_times_ms(probe)
+    acks = result.ack_times_ms
     report = {
         "scenario": "broker_cut_off",
         "max_ack_gap_s": round(_max_ack_gap_s(acks), 1),
@@ -316,10 +307,7 @@ def test_a_broker_cut_off_for_a_minute_loses_no_acknowledged_record(converged):
         "acked_while_cut": acked_during,
         "whole_after_heal_s": round(whole_s, 1),
         "alerts_delivered": delivered,
-        "acked": len(result.acked),
-        "failed_sends": len(result.failed),
-        "lost": len(result.lost),
-        "duplicated": len(result.duplicated),
+        **result.figures(),
         "seconds": round(time.monotonic() - started),
     }
     print(json.dumps(report))
