@@ -602,7 +602,6 @@ def down(env_names: list[str] | None = None) -> None:
         _remove_hosts(all_hosts, targets)
         if everything or lab.get("mirror", {}).get("env") in targets:
             _stop_mirror(lab)
-            state.save_lab(lab)
         alert_receiver.release(lab, None if everything else targets)
         state.save_lab(lab)
         if everything:
