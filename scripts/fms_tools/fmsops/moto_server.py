@@ -12,6 +12,8 @@ InvalidPermission.Duplicate: the apply fails although the rule is exactly as ask
 Here a request whose every rule already exists *identically* (protocol, ports,
 source and, for group sources, description) answers with those rules; a rule
 that differs in anything is still refused as AWS refuses it.
+SDK retries: a retry of an API call the emulator already answered gets that answer
+instead of running the call again (see sdk_retry_replay.py).
 Usage is identical to `moto_server` (e.g. `-H 127.0.0.1 -p 5000`).
 """
 
@@ -20,11 +22,14 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import moto.server
 from moto.ec2.exceptions import InvalidPermissionDuplicateError
 from moto.ec2.models.security_groups import SecurityGroupBackend
 from moto.s3 import responses as s3_responses
 from moto.s3.exceptions import ReplicationConfigurationNotFoundError
 from moto.server import main
+
+from fms_tools.fmsops.sdk_retry_replay import SdkRetryReplay
 
 
 def _get_bucket_replication(self: Any) -> Any:
@@ -113,6 +118,19 @@ SecurityGroupBackend.authorize_security_group_ingress = _replay_tolerant(
 SecurityGroupBackend.authorize_security_group_egress = _replay_tolerant(
     "authorize_security_group_egress", "egress_rules", is_egress=True
 )
+
+_dispatcher = moto.server.DomainDispatcherApplication
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _dispatcher_answering_retries_once(*args: Any, **kwargs: Any) -> SdkRetryReplay:
+    return SdkRetryReplay(_dispatcher(*args, **kwargs), log=_log)
+
+
+moto.server.DomainDispatcherApplication = _dispatcher_answering_retries_once
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
