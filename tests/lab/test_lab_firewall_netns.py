@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -400,8 +400,23 @@ def test_a_host_that_is_gone_loses_its_chains_and_comes_back_with_them(stand_in_
 def test_a_second_env_beside_keeps_both_envs_rules(stand_in_lab):
     """The other region on its own bridge: its broker reaches this one's Kafka client port through
     the peer CIDR and nothing else, although lab.network's ACCEPTs for its bridge land on top of
-    FORWARD (above this env's hooks) when it comes up. Removing it leaves this env as it was."""
+    FORWARD (above this env's hooks) when it comes up; and only while both sides' route tables
+    route the other's CIDR through a peering (the lab machine itself routes between its bridges
+    regardless, AWS does not). Removing it leaves this env as it was."""
     lab, saved = stand_in_lab["ns"], stand_in_lab["saved"]
+    planned = stand_in_lab["planned"]
+    resolvers = ["10.255.255.53"]
+
+    def routes_here(peered: bool) -> None:
+        kafka_routes = (PEER_ENV.cidr,) if peered else ()
+        hosts = [replace(h, peered=kafka_routes) if h.name == KAFKA.name else h for h in planned]
+        firewall.enforce(ENV, hosts, resolvers, saved, lab)
+
+    def routes_there(peered: bool) -> None:
+        routes = {peer.ip: [ENV.cidr]} if peered else None
+        there = firewall.plan(groups, [(peer.name, peer.ip, [peer.group])], {peer.name: veth}, peered=routes)
+        firewall.enforce(PEER_ENV, there.hosts, [], saved, lab)
+
     before = sorted(lab_rules())
     peer = Host("dr-kafka-1", "198.19.128.4", "198.19.128.1", "sg-dr-kafka")  # namespace fmsfw-<pid>-dr
     veth = f"vb-{peer.name}"
@@ -427,9 +442,10 @@ def test_a_second_env_beside_keeps_both_envs_rules(stand_in_lab):
         sh("ip", "-n", peer.ns, "route", "add", "default", "via", peer.gateway)
         for direction in ("-i", "-o"):
             accept("-I", direction, br, PEER_ENV.rule_tag)  # as lab.network does for the new bridge
-        planned = firewall.plan(groups, [(peer.name, peer.ip, [peer.group])], {peer.name: veth})
-        firewall.enforce(PEER_ENV, planned.hosts, [], saved, lab)
+        routes_there(peered=True)
         assert firewall._hooks_first(forward_rules()), forward_rules()
+        no_way_back = probe(peer, "tcp", KAFKA, KAFKA_CLIENT)  # this side has no route to the peer
+        routes_here(peered=True)
         results = probe_all(
             {
                 "dr->kafka client": (peer, "tcp", KAFKA, KAFKA_CLIENT),
@@ -444,7 +460,11 @@ def test_a_second_env_beside_keeps_both_envs_rules(stand_in_lab):
             "dr->kafka jmx": "timeout",
             "collector->kafka client": "ok",
         }
+        assert no_way_back == "timeout"
+        routes_there(peered=False)  # the peering removed from Terraform
+        assert probe(peer, "tcp", KAFKA, KAFKA_CLIENT) == "timeout"
     finally:
+        firewall.enforce(ENV, planned, resolvers, saved, lab)
         firewall.teardown(PEER_ENV, lab)
         for direction in ("-i", "-o"):
             accept("-D", direction, br, PEER_ENV.rule_tag)

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from fms_tools.fmsops import terraform
 from fms_tools.fmsops.platform_contract import load as load_contract
 from fms_tools.lab import firewall, hosts, mirror, network, orchestrate, state
 from fms_tools.lab.envs import BRIDGE_PREFIX, RULE_TAG_PREFIX
@@ -332,6 +333,19 @@ def test_a_stopped_host_restarts_with_its_own_disk(lab):
     assert ssh(rec, "cat /var/tmp/marker").stdout.strip() == "keep-me"
 
 
+def _peer_listener(host: dict) -> subprocess.CompletedProcess[str]:
+    """A server on Kafka's client port (MirrorMaker's way in from the other region), 120 s at most."""
+    return ssh(
+        host,
+        "systemd-run --unit=lab-probe-peer -p RuntimeMaxSec=120 "
+        f"python3 -m http.server {KAFKA_CLIENT_PORT} --bind {host['ip']} --directory /etc",
+    )
+
+
+def _apply_without_peering(env_name: str, url: str, profile: str) -> dict[str, object]:
+    return terraform.apply_env(env_name, url, profile, variables={"enable_peering": "false"})
+
+
 def test_dr_env_runs_beside_primary_on_its_own_bridge(lab, dr_applied):
     waited = dr_applied()  # the DR stack's first apply ran in the background since the lab came up
     started = time.monotonic()
@@ -351,11 +365,7 @@ def test_dr_env_runs_beside_primary_on_its_own_bridge(lab, dr_applied):
     primary_host = lab[first_in_group("kafka")]
     # The DR drill needs the regions to reach each other (MirrorMaker on Kafka's client port),
     # without NAT between them, and only there: the peer CIDR is opened on that port alone.
-    start = ssh(
-        primary_host,
-        "systemd-run --unit=lab-probe-peer -p RuntimeMaxSec=120 "
-        f"python3 -m http.server {KAFKA_CLIENT_PORT} --bind {primary_host['ip']} --directory /etc",
-    )
+    start = _peer_listener(primary_host)
     assert start.returncode == 0, start.stderr
     try:
         url = f"http://{primary_host['ip']}:{KAFKA_CLIENT_PORT}/hostname"
@@ -364,6 +374,17 @@ def test_dr_env_runs_beside_primary_on_its_own_bridge(lab, dr_applied):
     finally:
         ssh(primary_host, "systemctl stop lab-probe-peer")
     assert tcp_from(dr_host["name"], primary_host["ip"], SSH_PORT) == "dropped"
+    # The lab machine routes between its bridges whatever Terraform says; AWS routes between the
+    # regions only through the peering. Without it (Terraform's own switch) they cannot talk.
+    started = time.monotonic()
+    orchestrate.up("dr", PROFILE, apply=_apply_without_peering)
+    print(f"DR re-applied without the peering, both firewalls updated: {time.monotonic() - started:.1f}s")
+    assert outputs("dr")["peering"] is None
+    assert _peer_listener(primary_host).returncode == 0
+    try:
+        assert tcp_from(dr_host["name"], primary_host["ip"], KAFKA_CLIENT_PORT) == "dropped"
+    finally:
+        ssh(primary_host, "systemctl stop lab-probe-peer")
     # DR hosts download from the same mirror (it listens on the primary bridge).
     url = mirror.configured().url
     res = ssh(dr_host, f"curl -fsS -o /dev/null -w '%{{http_code}}' --max-time 10 {url}/apache/")

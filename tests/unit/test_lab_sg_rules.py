@@ -225,7 +225,13 @@ def test_addresses_are_bound_to_ports_before_conntrack_lets_replies_through(rule
 def test_every_host_chain_ends_in_default_deny(ruleset):
     ips = (KAFKA_1, KAFKA_2, MONITORING, COLLECTOR)
     host_chains = [sg_iptables.host_chain("primary", ip, d) for ip in ips for d in ("egress", "ingress")]
-    assert set(ruleset.chains) == {"FMS-SG-primary", "FMS-SG-primary-IN", "FMS-SG-primary-LM", *host_chains}
+    assert set(ruleset.chains) == {
+        "FMS-SG-primary",
+        "FMS-SG-primary-IN",
+        "FMS-SG-primary-LM",
+        "FMS-SG-primary-RT",
+        *host_chains,
+    }
     for chain in host_chains:
         assert words(ruleset.chains[chain][-1]).endswith("-j DROP"), chain
         assert len(chain) <= sg_iptables.MAX_CHAIN_NAME
@@ -348,3 +354,76 @@ def test_plan_gives_each_host_the_lab_machines_rights(policies):
         ("tcp", (KAFKA_CLIENT, KAFKA_CLIENT), f"{COLLECTOR}/32")
     }
     assert by_name["s1"].from_lab_machine == ()
+
+
+# --- routes between VPCs (the lab machine routes between its bridges; AWS only through a peering)
+
+
+def _routed(peered: dict[str, tuple[str, ...]]) -> sg_iptables.Ruleset:
+    policies = translate([], [(ip, []) for ip in (KAFKA_1, COLLECTOR)])
+    hosts = [
+        sg_iptables.HostFirewall(name, f"vb-{name}", policies[ip], peered=peered.get(ip, ()))
+        for ip, name in ((KAFKA_1, "kafka-1"), (COLLECTOR, "collector-1"))
+    ]
+    return sg_iptables.render("primary", "fmsbr-primary", "fms-lab:primary", hosts, [], vpc_cidr=VPC)
+
+
+def test_new_flows_to_or_from_another_lab_vpc_need_a_peering_route_on_the_host_subnet() -> None:
+    ruleset = _routed({KAFKA_1: (PEER,)})
+    main = [words(s) for s in ruleset.chains["FMS-SG-primary"]]
+    stateful = next(i for i, r in enumerate(main) if "ESTABLISHED,RELATED" in r)
+    to_routes = next(i for i, r in enumerate(main) if r.endswith("-j FMS-SG-primary-RT"))
+    first_egress = next(i for i, r in enumerate(main) if " egress " in r)
+    assert stateful < to_routes < first_egress  # replies need no route check; new flows do
+    routes = [words(s) for s in ruleset.chains["FMS-SG-primary-RT"]]
+    verdicts = [(r.split(" -m comment")[0], r.rsplit(" ", 1)[-1]) for r in routes]
+    assert verdicts == [
+        (f"-i fmsbr-primary -d {VPC}", "RETURN"),
+        (f"-i fmsbr-primary -s {KAFKA_1} -d {PEER}", "RETURN"),
+        (f"-o fmsbr-primary -s {PEER} -d {KAFKA_1}", "RETURN"),
+        (f"-i fmsbr-primary -d {LAB_RANGE}", "DROP"),
+        (f"-o fmsbr-primary -s {LAB_RANGE}", "DROP"),
+    ]
+
+
+def test_without_a_peering_no_host_reaches_another_lab_vpc_but_the_internet_stays_open() -> None:
+    routes = [words(s) for s in _routed({}).chains["FMS-SG-primary-RT"]]
+    assert not any(PEER in r for r in routes)
+    assert routes[-2].startswith(f"-i fmsbr-primary -d {LAB_RANGE}") and routes[-2].endswith("-j DROP")
+    # anything outside the lab range (the NAT to package registries) falls through to the groups
+    assert not any("0.0.0.0/0" in r for r in routes)
+
+
+def _peering_fixture(status: str) -> tuple[list[dict], list[dict]]:
+    tables = [
+        {
+            "RouteTableId": "rtb-main",
+            "VpcId": "vpc-1",
+            "Associations": [{"Main": True}],
+            "Routes": [{"DestinationCidrBlock": VPC, "GatewayId": "local", "State": "active"}],
+        },
+        {
+            "RouteTableId": "rtb-data",
+            "VpcId": "vpc-1",
+            "Associations": [{"Main": False, "SubnetId": "subnet-data"}],
+            "Routes": [
+                {"DestinationCidrBlock": VPC, "GatewayId": "local", "State": "active"},
+                {"DestinationCidrBlock": PEER, "VpcPeeringConnectionId": "pcx-1", "State": "active"},
+            ],
+        },
+    ]
+    return tables, [{"VpcPeeringConnectionId": "pcx-1", "Status": {"Code": status}}]
+
+
+def test_a_subnet_routes_the_peer_cidr_only_through_an_active_peering() -> None:
+    from fms_tools.lab.discovery import routes_through_peerings
+
+    instances = [(KAFKA_1, "subnet-data", "vpc-1"), (COLLECTOR, "subnet-public", "vpc-1")]
+    tables, active = _peering_fixture("active")
+    # the collector's subnet has no table of its own: the VPC's main table, without the route
+    assert routes_through_peerings(tables, active, instances) == {KAFKA_1: (PEER,), COLLECTOR: ()}
+    for gone in ("deleted", "pending-acceptance", "rejected"):
+        tables, peerings = _peering_fixture(gone)
+        assert routes_through_peerings(tables, peerings, instances) == {KAFKA_1: (), COLLECTOR: ()}, gone
+    tables, _ = _peering_fixture("active")
+    assert routes_through_peerings(tables, [], instances)[KAFKA_1] == ()  # no such connection

@@ -216,9 +216,15 @@ def lab_stack(
 
 
 def apply_env(
-    env: str, emulator_url: str, profile: str = "lab", log: Callable[[str], None] | None = None
+    env: str,
+    emulator_url: str,
+    profile: str = "lab",
+    log: Callable[[str], None] | None = None,
+    variables: dict[str, str] | None = None,
 ) -> dict[str, object]:
     """Apply terraform/envs/<env> with the lab variables to the emulator; return the outputs.
+
+    `variables`: -var overrides on top of the lab's var files (e.g. enable_peering=false).
 
     The staged state survives between runs (a second `lab up` is a no-op plan),
     but state left from an emulator that has since stopped is discarded: its
@@ -232,7 +238,7 @@ def apply_env(
         state_file.rename(state_file.with_suffix(".tfstate.stale"))
     register_lab_image(emulator_url, env_region(env))
     stack.init()
-    stack.apply(lab_var_files(env, profile), {"aws_endpoint_url": emulator_url})
+    stack.apply(lab_var_files(env, profile), {**(variables or {}), "aws_endpoint_url": emulator_url})
     return stack.outputs()
 
 

@@ -145,6 +145,64 @@ def security_groups(env: Env, endpoint_url: str | None, group_ids: list[str]) ->
     return [group for page in pages for group in page["SecurityGroups"]]
 
 
+def peered_cidrs(env: Env, endpoint_url: str | None, instances: list[Instance]) -> dict[str, tuple[str, ...]]:
+    """Per instance IP: the CIDRs its subnet's route table sends through an *active* VPC peering.
+
+    Why here: the lab machine routes between its bridges whatever Terraform declared, so the
+    firewall needs the routes AWS would follow (lab.sg_iptables' route chain).
+    """
+    vpcs = sorted({i.vpc_id for i in instances})
+    if not vpcs:
+        return {}
+    ec2 = ec2_client(env.region, endpoint_url)
+    pages = ec2.get_paginator("describe_route_tables").paginate(Filters=[{"Name": "vpc-id", "Values": vpcs}])
+    tables = [t for page in pages for t in page["RouteTables"]]
+    ids = sorted(
+        {r["VpcPeeringConnectionId"] for t in tables for r in t["Routes"] if r.get("VpcPeeringConnectionId")}
+    )
+    peerings = (
+        ec2.describe_vpc_peering_connections(VpcPeeringConnectionIds=ids)["VpcPeeringConnections"]
+        if ids
+        else []
+    )
+    return routes_through_peerings(
+        tables, peerings, [(i.private_ip, i.subnet_id, i.vpc_id) for i in instances]
+    )
+
+
+def routes_through_peerings(
+    route_tables: list[dict], peerings: list[dict], instances: list[tuple[str, str, str]]
+) -> dict[str, tuple[str, ...]]:
+    """(ip, subnet, vpc) per instance + DescribeRouteTables + DescribeVpcPeeringConnections ->
+    per ip the peered CIDRs of its subnet's table (its own association, else the VPC's main one).
+
+    A route to a peering that is not `active` (deleted, rejected, pending) is a blackhole, as
+    AWS reports it once the connection is gone (the emulator keeps calling it active).
+    """
+    active = {p["VpcPeeringConnectionId"] for p in peerings if p.get("Status", {}).get("Code") == "active"}
+    by_subnet: dict[str, dict] = {}
+    main: dict[str, dict] = {}
+    for table in route_tables:
+        for assoc in table.get("Associations", []):
+            if assoc.get("SubnetId"):
+                by_subnet[assoc["SubnetId"]] = table
+            elif assoc.get("Main"):
+                main[table["VpcId"]] = table
+    out = {}
+    for ip, subnet, vpc in instances:
+        table = by_subnet.get(subnet) or main.get(vpc) or {"Routes": []}
+        out[ip] = tuple(
+            sorted(
+                r["DestinationCidrBlock"]
+                for r in table["Routes"]
+                if r.get("VpcPeeringConnectionId") in active
+                and r.get("State", "active") == "active"
+                and r.get("DestinationCidrBlock")
+            )
+        )
+    return out
+
+
 def validate(env: Env, found: Discovery) -> list[str]:
     problems = []
     seen: dict[str, str] = {}

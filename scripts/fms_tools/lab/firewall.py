@@ -127,16 +127,20 @@ def plan(
     hosts: Sequence[tuple[str, str, Sequence[str]]],
     veths: Mapping[str, str | None],
     harness_ips: Sequence[str] = (),
+    peered: Mapping[str, Sequence[str]] | None = None,
 ) -> Plan:
     """(name, ip, group ids) per host + the groups' descriptions -> each host's firewall.
 
     `harness_ips`: members of the groups the lab machine stands in for as the test harness.
+    `peered`: per host IP, the CIDRs its subnet routes through an active VPC peering
+    (lab.discovery.peered_cidrs); a host absent from it reaches no other VPC.
     """
     policies = translate(groups, [(ip, gs) for _, ip, gs in hosts])
     out = []
     for name, ip, _ in hosts:
         from_lab_machine = tuple(lab_machine_rules(policies[ip], str(LAB_RANGE), harness_ips))
-        out.append(HostFirewall(name, veths.get(name), policies[ip], from_lab_machine))
+        routes = tuple((peered or {}).get(ip, ()))
+        out.append(HostFirewall(name, veths.get(name), policies[ip], from_lab_machine, routes))
     refs: dict[str, int] = {}
     for h in out:
         for ref, count in h.policy.unresolved.items():
@@ -302,7 +306,7 @@ def enforce(
 ) -> tuple[Ruleset, list[str]]:
     """Bridge netfilter on, the env's chains written and hooked in; returns the ruleset and notes."""
     notes = ensure_bridge_netfilter(saved_sysctls, ns)
-    ruleset = sg_iptables.render(env.name, env.bridge, env.rule_tag, hosts, resolvers)
+    ruleset = sg_iptables.render(env.name, env.bridge, env.rule_tag, hosts, resolvers, env.cidr)
     apply(env, ruleset, ns)
     return ruleset, notes
 

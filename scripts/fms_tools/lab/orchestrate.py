@@ -367,6 +367,11 @@ def _up_hosts(
     # After every apply and on every `up`: the groups as Terraform left them, on the hosts as
     # they run now (a restarted host's veth is looked up again).
     enforce_security_groups(env, found, url, lab)
+    # This apply may have changed the others' routes too (the standby stack owns the peering and
+    # its routes in both regions): their firewalls follow.
+    for other in sorted(set(lab["envs"]) - {env.name}):
+        other_env = get_env(other)
+        enforce_security_groups(other_env, discovery.discover(other_env, url), url, lab)
     env_hosts = {n: r for n, r in all_hosts.items() if r["env"] == env.name}
     _report_health(env_hosts)
     return env_hosts
@@ -391,7 +396,8 @@ def enforce_security_groups(env: Env, found: discovery.Discovery, url: str, lab:
     security_groups = load_contract().security_groups
     harness_roles = {g for sg in firewall.HARNESS_STANDS_IN_FOR for g in security_groups[sg]}
     harness = [i.private_ip for i in found.instances if harness_roles & set(i.roles)]
-    planned = firewall.plan(groups, members, veths, harness)
+    peered = discovery.peered_cidrs(env, url, found.instances)
+    planned = firewall.plan(groups, members, veths, harness, peered)
     saved = lab.setdefault("saved_sysctls", {})
     try:
         ruleset, notes = firewall.enforce(env, planned.hosts, preflight.host_nameservers(), saved)
@@ -401,6 +407,12 @@ def enforce_security_groups(env: Env, found: discovery.Discovery, url: str, lab:
     progress.step(
         f"firewall: {len(groups)} security groups enforced on {len(planned.hosts)} hosts of {env.name} "
         f"({rules} rules in {firewall.sg_iptables.main_chain(env.name)}*; `fms-lab firewall` shows them)"
+    )
+    routes = sorted({c for cidrs in peered.values() for c in cidrs})
+    progress.step(
+        f"firewall: {env.name} reaches other VPCs through peerings to {', '.join(routes)}"
+        if routes
+        else f"firewall: {env.name} has no route to another VPC (no active peering)"
     )
     for line in planned.notes:
         progress.step(f"firewall: {line}")

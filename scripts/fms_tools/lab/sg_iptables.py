@@ -8,7 +8,8 @@ Why this shape (AWS semantics on one Linux bridge, see lab.firewall for how it i
   FMS-SG-<env>        1. each host's veth may send only its own address, and its address
                          only comes from its veth (before conntrack: a spoofed packet must
                          not pass as "established")
-                      2. ESTABLISHED,RELATED -> RETURN (stateful: replies need no rule)
+                      2. ESTABLISHED,RELATED -> RETURN (stateful: replies need no rule);
+                         a new flow -> FMS-SG-<env>-RT (the VPC's routes, below)
                       3. a new flow from host h -> goto FMS-SG-<env>-E<h>; from the bridge
                          but from no host -> DROP
                       4. goto FMS-SG-<env>-IN
@@ -17,6 +18,13 @@ Why this shape (AWS semantics on one Linux bridge, see lab.firewall for how it i
   FMS-SG-<env>-IN     a flow to host h -> goto FMS-SG-<env>-I<h>; to any other address on
                       the bridge -> DROP; leaving the bridge (egress already allowed) -> RETURN
   FMS-SG-<env>-I<h>   h's ingress rules -> RETURN; else DROP
+  FMS-SG-<env>-RT     the route tables between VPCs: within the env's VPC, or outside every
+                      lab VPC (the internet through the lab's NAT) -> RETURN; to another lab
+                      VPC only from a host whose subnet routes that CIDR through an active
+                      peering, and from another lab VPC only to such a host (AWS needs the
+                      route back too: without it the reply has no path); else DROP. The lab
+                      machine routes between its bridges whatever Terraform says; this chain
+                      is what makes the regions talk only because Terraform peered them.
 
   OUTPUT -o <bridge>  -> FMS-SG-<env>-LM   new flows the lab machine itself opens to a host:
                       only what lab.sg_rules.lab_machine_rules grants it (the operator's
@@ -38,6 +46,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .envs import LAB_RANGE
 from .sg_rules import HostPolicy, Rule
 
 CHAIN_PREFIX = "FMS-SG-"
@@ -60,6 +69,8 @@ class HostFirewall:
     policy: HostPolicy
     # what the lab machine may open to this host (lab.sg_rules.lab_machine_rules)
     from_lab_machine: tuple[Rule, ...] = ()
+    # CIDRs its subnet's route table sends through an active VPC peering (lab.discovery)
+    peered: tuple[str, ...] = ()
 
     @property
     def ip(self) -> str:
@@ -125,6 +136,10 @@ def lab_machine_chain(env: str) -> str:
     return _checked(f"{CHAIN_PREFIX}{env}-LM")
 
 
+def routes_chain(env: str) -> str:
+    return _checked(f"{CHAIN_PREFIX}{env}-RT")
+
+
 def host_chain(env: str, ip: str, direction: str) -> str:
     """FMS-SG-<env>-E<ip as hex> / -I<ip as hex>: fixed length whatever the host's name."""
     return _checked(f"{CHAIN_PREFIX}{env}-{'E' if direction == 'egress' else 'I'}{_hex(ip)}")
@@ -183,12 +198,18 @@ def _rule(match: Sequence[str], tag: str, why: str, *target: str) -> list[str]:
 
 
 def render(
-    env: str, bridge: str, tag: str, hosts: Sequence[HostFirewall], resolvers: Sequence[str] = ()
+    env: str,
+    bridge: str,
+    tag: str,
+    hosts: Sequence[HostFirewall],
+    resolvers: Sequence[str] = (),
+    vpc_cidr: str | None = None,
 ) -> Ruleset:
-    """The env's chains for these hosts. `resolvers`: the DNS servers the hosts' resolv.conf names."""
-    main, inbound = main_chain(env), inbound_chain(env)
+    """The env's chains for these hosts. `resolvers`: the DNS servers the hosts' resolv.conf names;
+    `vpc_cidr`: the env's VPC (None: the hosts' addresses are the whole VPC, for tests)."""
+    main, inbound, routes = main_chain(env), inbound_chain(env), routes_chain(env)
     ordered = sorted(hosts, key=lambda h: ipaddress.IPv4Address(h.ip))
-    chains: dict[str, list[list[str]]] = {main: [], inbound: []}
+    chains: dict[str, list[list[str]]] = {main: [], inbound: [], routes: []}
     rules = chains[main]
     drop, ret = ("-j", "DROP"), ("-j", "RETURN")
     for h in ordered:  # 1. addresses bound to ports
@@ -202,6 +223,8 @@ def render(
     # 2. stateful: replies (and ICMP errors about them) of an allowed flow need no rule
     rules.append(_rule(["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED"], tag, "replies", *ret))
     rules.append(_rule(["-m", "conntrack", "--ctstate", "INVALID"], tag, "invalid", *drop))
+    rules.append(_rule([], tag, "new flows: the VPC's routes", "-j", routes))
+    chains[routes] = _route_rules(tag, bridge, ordered, vpc_cidr)
     for h in ordered:  # 3. egress of new flows
         egress = host_chain(env, h.ip, "egress")
         rules.append(_rule(["-i", bridge, "-s", h.ip], tag, f"{h.name} egress", "-g", egress))
@@ -222,6 +245,25 @@ def render(
         Hook("OUTPUT", _rule(["-o", bridge], tag, "", "-j", lab_machine)),
     ]
     return Ruleset(env, bridge, tag, chains, hooks)
+
+
+def _route_rules(
+    tag: str, bridge: str, hosts: Sequence[HostFirewall], vpc_cidr: str | None
+) -> list[list[str]]:
+    own = [vpc_cidr] if vpc_cidr else [f"{h.ip}/32" for h in hosts]
+    ret, drop = ("-j", "RETURN"), ("-j", "DROP")
+    out = []
+    for cidr in own:
+        out.append(_rule(["-i", bridge, "-d", cidr], tag, "local route", *ret))
+    for h in hosts:
+        for cidr in h.peered:
+            why = f"{h.name}: route to {cidr} through a peering"
+            out.append(_rule(["-i", bridge, "-s", h.ip, "-d", cidr], tag, why, *ret))
+            out.append(_rule(["-o", bridge, "-s", cidr, "-d", h.ip], tag, f"{why} (the way back)", *ret))
+    lab = str(LAB_RANGE)
+    out.append(_rule(["-i", bridge, "-d", lab], tag, "another VPC: no route (no peering)", *drop))
+    out.append(_rule(["-o", bridge, "-s", lab], tag, "from another VPC: no route back (no peering)", *drop))
+    return out
 
 
 def _egress_rules(tag: str, h: HostFirewall, resolvers: Sequence[str], inbound: str) -> list[list[str]]:
