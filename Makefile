@@ -81,10 +81,10 @@ test-monitoring: ## promtool rule tests, amtool config checks, dashboard checks
 test-lab: ## Lab bring-up, convergence, testinfra, pipeline and alert drills (needs root; -rP prints the measured figures)
 	@$(TF_ENV); $(TIMED) lab $(VENV)/bin/pytest --durations=30 -rP -m "not chaos" tests/lab
 
-chaos: bootstrap ## A fresh lab, then under load: a broker setting changed via site.yml, broker SIGKILL x5, a broker cut off 60 s, stream driver SIGKILL x3, the conservation audit
+chaos: bootstrap ## A fresh lab, then under load: a broker setting changed via site.yml, broker SIGKILL x5, a broker cut off 60 s, stream driver SIGKILL x3, a DataNode down for minutes, the conservation audit
 	@$(TF_ENV); $(TIMED) chaos $(VENV)/bin/pytest --durations=30 -rP tests/lab/test_lab_converge.py \
 	  tests/lab/test_lab_faults.py tests/lab/test_lab_pipeline.py \
-	  -k "setting_changed or sigkills or cut_off or audit_conserves_every_raw_record"
+	  -k "setting_changed or sigkills or cut_off or datanode_down or audit_conserves_every_raw_record"
 
 lint: ## Ruff and yamllint only
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/yamllint -s .

@@ -22,6 +22,9 @@ topic with acks=all (RF 3, min ISR 2 on the minimal profile's three brokers).
   the checkpoint and goes on. The lake's books for all of it are kept by the conservation
   audit of test_lab_pipeline.py, which runs after this module (the conftest orders it): every
   raw record exactly once - stored, dead-lettered or a counted duplicate.
+* A DataNode SIGKILLed and kept down (a lost host) until the operator gets HdfsDataNodeStale:
+  the stream keeps writing through the other DataNode without a restart, and once it is back
+  HDFS re-replicates what was written meanwhile (the audit counts those records too).
 
 Each scenario prints a JSON line with its figures (kills, recovery seconds, acked/lost/duplicated).
 """
@@ -396,3 +399,117 @@ def test_stream_driver_sigkills_mid_batch_are_replayed(converged):
     }
     print(json.dumps(report))
     print(f"report: {chaos_report.write(report | {'kill_list': kills}, timeline)}")
+
+
+# ---------------------------------------------------------------------------- HDFS DataNodes
+
+DATANODE_UNIT = "hdfs-datanode"
+# Down until the operator is told (HdfsDataNodeStale: 30 s without heartbeat, then `for: 2m`), well
+# short of the NameNode's ~10.5 min "dead" mark; bounded in any case.
+DATANODE_DOWN_MAX_S = 330
+DATANODE_DOWN_MIN_S = 90  # longer than a micro-batch: the stream must write without it
+STALE_ALERT = "HdfsDataNodeStale"
+NAMENODE_HTTP = load_contract().port("hdfs_namenode_http")
+
+
+def _namenode_figures(namenode: str) -> dict[str, int]:
+    """Live/stale/dead DataNodes and block health, from the NameNode's own JMX servlet."""
+    beans = []
+    for bean in ("FSNamesystemState", "FSNamesystem"):
+        url = f"http://localhost:{NAMENODE_HTTP}/jmx?qry=Hadoop:service=NameNode,name={bean}"
+        out = host_ssh(namenode, f'curl -sS --max-time 10 "{url}"', 60)
+        if out.returncode != 0:
+            return {}
+        beans += json.loads(out.stdout).get("beans", [])
+    merged = {k: v for b in beans for k, v in b.items() if isinstance(v, int)}
+    keys = (
+        "NumLiveDataNodes",
+        "NumStaleDataNodes",
+        "NumDeadDataNodes",
+        "UnderReplicatedBlocks",
+        "MissingBlocks",
+    )
+    return {k: merged[k] for k in keys if k in merged}
+
+
+def _wait_hdfs_whole(namenode: str, datanodes: int, deadline: float) -> dict[str, int]:
+    figures: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        figures = _namenode_figures(namenode)
+        if (
+            figures.get("NumLiveDataNodes") == datanodes
+            and figures.get("NumStaleDataNodes") == 0
+            and figures.get("UnderReplicatedBlocks") == 0
+            and figures.get("MissingBlocks") == 0
+        ):
+            return figures
+        time.sleep(3)
+    pytest.fail(f"HDFS not whole again within the deadline: {figures}")
+
+
+def test_a_datanode_down_for_minutes_stops_no_batch_and_heals(converged):
+    """A DataNode dies (SIGKILL, and it stays down as a lost host would) while the stream writes
+    its Parquet to HDFS: the stream goes on writing through the other one without a restart,
+    the operator gets HdfsDataNodeStale, and once the DataNode is back HDFS re-replicates every
+    block written meanwhile (no missing, none under-replicated). The lake's books are kept by
+    the conservation audit that runs after this module."""
+    namenode = first_in_group("hdfs_namenode")
+    datanodes = sorted(outputs()["inventory_groups"]["hdfs_datanode"])
+    master = first_in_group("spark_master")
+    assert len(datanodes) >= 2, f"the fault needs two DataNodes (replication 2): {datanodes}"
+    before = _wait_hdfs_whole(namenode, len(datanodes), time.monotonic() + RECOVERY_S)
+    victim = datanodes[-1]
+    stream_restarts = unit_restarts(master, "fms-stream")
+    since = _host_now(master)
+    started = time.monotonic()
+    fault_at = time.time()
+    # SIGKILL, then stop: the stop only cancels systemd's restart (nothing is left to shut down)
+    must(host_ssh(victim, f"systemctl kill --signal=SIGKILL {DATANODE_UNIT}; systemctl stop {DATANODE_UNIT}"))
+    timeline: list[tuple[float, str]] = [(fault_at, f"kill {victim} DataNode")]
+    stale_at = alert_at = None
+    try:
+        assert host_ssh(victim, f"systemctl is-active {DATANODE_UNIT}").stdout.strip() != "active"
+        while time.monotonic() < started + DATANODE_DOWN_MAX_S:
+            elapsed = time.monotonic() - started
+            if stale_at is None and _namenode_figures(namenode).get("NumStaleDataNodes", 0) > 0:
+                stale_at = elapsed
+                timeline.append((time.time(), "NameNode: stale"))
+            if alert_at is None and any(
+                n.labels.get("alertname") == STALE_ALERT and n.status == "firing"
+                for n in alert_receiver.read(alert_receiver.alerts_file(), fault_at)
+            ):
+                alert_at = elapsed
+                timeline.append((time.time(), f"{STALE_ALERT} delivered"))
+            if alert_at is not None and elapsed >= DATANODE_DOWN_MIN_S:
+                break
+            time.sleep(5)
+        batches_while_down = sorted({b for b, what in _batch_events(master, since) if what == "in="})
+    finally:
+        host_ssh(victim, f"systemctl start {DATANODE_UNIT}", 120)
+    down_s = time.monotonic() - started
+    timeline.append((time.time(), f"start {victim} DataNode"))
+    back = time.monotonic()
+    after = _wait_hdfs_whole(namenode, len(datanodes), back + RECOVERY_S)
+    whole_s = time.monotonic() - back
+    timeline.append((time.time(), "HDFS whole"))
+    later = sorted({b for b, what in _batch_events(master, since) if what == "in="})
+    report = {
+        "scenario": "datanode_down",
+        "victim": victim,
+        "down_s": round(down_s, 1),
+        "stale_after_s": round(stale_at, 1) if stale_at is not None else None,
+        "alert_after_s": round(alert_at, 1) if alert_at is not None else None,
+        "batches_while_down": len(batches_while_down),
+        "stream_restarts": unit_restarts(master, "fms-stream") - stream_restarts,
+        "whole_after_start_s": round(whole_s, 1),
+        "namenode_before": before,
+        "namenode_after": after,
+        "batches_after": len(later) - len(batches_while_down),
+        "seconds": round(time.monotonic() - started),
+    }
+    print(json.dumps(report))
+    print(f"report and timeline: {chaos_report.write(report, timeline)}")
+    assert alert_at is not None, f"{STALE_ALERT} was not delivered within {DATANODE_DOWN_MAX_S}s: {report}"
+    assert len(batches_while_down) >= 2, f"the stream must keep writing without the DataNode: {report}"
+    assert report["stream_restarts"] == 0, f"the stream's driver failed while a DataNode was down: {report}"
+    assert report["batches_after"] >= 1, f"the stream stopped after the DataNode came back: {report}"

@@ -379,7 +379,7 @@ def test_dr_env_runs_beside_primary_on_its_own_bridge(lab, dr_applied):
     started = time.monotonic()
     orchestrate.up("dr", PROFILE, apply=_apply_without_peering)
     print(f"DR re-applied without the peering, both firewalls updated: {time.monotonic() - started:.1f}s")
-    assert outputs("dr")["peering"] is None
+    assert outputs("dr").get("peering") is None  # terraform output leaves out a null output
     assert _peer_listener(primary_host).returncode == 0
     try:
         assert tcp_from(dr_host["name"], primary_host["ip"], KAFKA_CLIENT_PORT) == "dropped"
