@@ -149,3 +149,56 @@ def test_a_standby_site_starts_no_pipeline_unit(decisions: dict[str, dict[str, b
 
 def test_a_promoted_standby_starts_what_an_active_site_does(decisions: dict[str, dict[str, bool]]) -> None:
     assert decisions["promoted"] == decisions["active"]
+
+
+EXPECTED_TASK = "Tell monitoring whether this host's pipeline services are meant to run"
+
+
+@pytest.fixture(scope="module")
+def expected_textfiles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """case -> the node_exporter textfile the role writes (its own template, rendered by Ansible)."""
+    tmp = tmp_path_factory.mktemp("site-role-textfile")
+    task = next(t for t in _tasks(ROLE / "tasks" / "service.yml") if t.get("name") == EXPECTED_TASK)
+    content = task["ansible.builtin.copy"]["content"]
+    tasks = [
+        {
+            "name": "Load the role's defaults",
+            "ansible.builtin.include_vars": str(ROLE / "defaults" / "main.yml"),
+        },
+        {"name": "Load the role's vars", "ansible.builtin.include_vars": str(ROLE / "vars" / "main.yml")},
+        {"name": "Render", "ansible.builtin.debug": {"msg": content}},
+    ]
+    host_vars = {
+        "fms_pipeline_is_collector": True,
+        "fms_pipeline_is_spark_master": True,
+        "fms_pipeline_collector_active": True,
+        "fms_pipeline_stream_active": True,
+        "fms_pipeline_hourly_enabled": True,
+        "fms_pipeline_archive_enabled": True,
+    }
+    out = {}
+    for case, extra in CASES.items():
+        playbook = tmp / f"{case}.yml"
+        playbook.write_text(
+            yaml.safe_dump([{"name": case, "hosts": "localhost", "gather_facts": False, "tasks": tasks}])
+        )
+        variables = tmp / f"{case}.json"
+        variables.write_text(json.dumps({**host_vars, **extra}), encoding="utf-8")
+        results = task_results(
+            "-i", "localhost,", "-c", "local", str(playbook), "-e", f"@{variables}", task="Render"
+        )
+        out[case] = results["localhost"]["msg"]
+    return out
+
+
+@pytest.mark.parametrize(("case", "value"), [("active", 1), ("standby", 0), ("promoted", 1)])
+def test_monitoring_learns_whether_the_pipeline_is_meant_to_run(
+    expected_textfiles, case: str, value: int
+) -> None:
+    """The alert rules page on a stopped stream only where fms_pipeline_expected_running is 1
+    (roles/prometheus/files/rules): a standby says 0 for every service it keeps stopped."""
+    samples = [line for line in expected_textfiles[case].splitlines() if line and not line.startswith("#")]
+    assert samples == [
+        f'fms_pipeline_expected_running{{service="{service}"}} {value}'
+        for service in ("collector", "stream", "batch")
+    ], expected_textfiles[case]
