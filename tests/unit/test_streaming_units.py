@@ -155,6 +155,15 @@ def test_bulk_histogram_exposition() -> None:
         BulkHistogram("x", "y", (1.0,)).add([1, 2], 2, 1.0)
 
 
+def test_a_starting_driver_counts_its_start_as_progress() -> None:
+    """Until the first batch completes, the stall alert measures from the driver's start, not 1970."""
+    import time
+
+    before = time.time()
+    r = StreamMetrics().registry
+    assert before <= r.get_sample_value("fms_stream_last_progress_timestamp_seconds") <= time.time()
+
+
 def test_no_quality_score_is_exported_before_a_record_is_judged() -> None:
     """A score of 0 from a driver that has just (re)started would fire FmsQualityScoreLow."""
     m = StreamMetrics()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -112,9 +113,13 @@ class StreamMetrics:
         r.register(self.e2e)
         self.last_progress = Gauge(
             "fms_stream_last_progress_timestamp_seconds",
-            "Unix time of the last completed micro-batch",
+            "Unix time of the last completed micro-batch (the driver's start until the first one)",
             registry=r,
         )
+        # From 0 the stall alert (time() - this > bound) fired on every start whose first batch
+        # took longer than its `for:` - seen on a fresh lab while the first batch read the backlog.
+        # A driver that never completes a batch still pages, the stall bound after its start.
+        self.last_progress.set(time.time())
         self.batch_duration = Histogram(
             "fms_stream_batch_duration_seconds", "Micro-batch duration", buckets=BATCH_BUCKETS, registry=r
         )
