@@ -301,7 +301,7 @@ def test_mm2_mirrors_in_order_translates_offsets_and_survives_sigkill(
     mm2.start()
     try:
         # MM2 is up once its heartbeat connector writes to the target.
-        wait_for(lambda: read_heartbeats(target), 60, "MM2 heartbeats on the target", mm2)
+        wait_for(lambda: read_heartbeats(target), 180, "MM2 heartbeats on the target", mm2)
         print(f"\nMM2 up after {time.monotonic() - started:.1f}s")
         producer = Producer(source.bootstrap)
 
@@ -309,7 +309,7 @@ def test_mm2_mirrors_in_order_translates_offsets_and_survives_sigkill(
         n1 = 600
         producer.produce(n1, seconds=3.0)
         assert len(producer.acked) == n1
-        wait_for(lambda: sum(end_offsets(target).values()) >= n1, 90, f"{n1} records on the target", mm2)
+        wait_for(lambda: sum(end_offsets(target).values()) >= n1, 120, f"{n1} records on the target", mm2)
         print(f"phase 1 mirrored at {time.monotonic() - started:.1f}s")
         src, dst = read_all(source.bootstrap), read_all(target.bootstrap)
         assert by_partition(dst) == by_partition(src), (
