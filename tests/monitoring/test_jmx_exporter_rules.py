@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import CATALOGUE, JMX_TEMPLATES, ROLES, load_yaml
 
-SERVICES = ["kafka", "hdfs_namenode", "hdfs_datanode", "spark_master", "spark_worker"]
+SERVICES = ["kafka", "hdfs_namenode", "hdfs_datanode", "spark_master", "spark_worker", "mirrormaker"]
 
 
 def render_template(service: str, **overrides) -> dict:

@@ -16,6 +16,7 @@ JOBS = {
     "kafka",
     "hdfs_namenode",
     "hdfs_datanode",
+    "mirrormaker",
     "spark_master",
     "spark_worker",
     "fms_collector",

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-ROLES = ("kafka", "hdfs", "spark")
+ROLES = ("kafka", "hdfs", "spark", "mirrormaker")
 RESTART_FILE = "restart_and_wait.yml"
 ROLLING_FILE = "rolling_restart.yml"
 INCLUDES = ("ansible.builtin.include_tasks", "include_tasks", "ansible.builtin.import_tasks", "import_tasks")

@@ -56,7 +56,7 @@ ANSIBLE_DIR = REPO / "ansible"
 LAB_PEER_CIDR = load().stack("dr").lab_vpc_cidr
 CIDR_CLASS = {"203.0.113.0/24": "admin", "198.51.100.0/24": "dashboard", LAB_PEER_CIDR: "peer"}
 ROLES = ("kafka", "hdfs", "spark", "jmx_exporter", "node_exporter", "prometheus", "alertmanager", "grafana")
-ROLES += ("fms_pipeline",)
+ROLES += ("fms_pipeline", "mirrormaker")
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,9 @@ LISTENERS = (
     _listener("kafka_internal_port", "kafka", "kafka"),
     _listener("kafka_controller_port", "kafka_controller", "kafka"),
     _listener("kafka_jmx_exporter_port", "kafka kafka_controller", "monitoring"),
+    # MirrorMaker 2 runs on the standby's brokers (group kafka_mirror, mapped from kafka)
+    _listener("mirrormaker_rest_port", "kafka", "kafka"),
+    _listener("mirrormaker_jmx_exporter_port", "kafka", "monitoring"),
     # HDFS: DataNodes and Spark talk to the NameNode and the DataNodes.
     _listener("hdfs_namenode_rpc_port", "hdfs_namenode", "hdfs spark"),
     _listener("hdfs_namenode_http_port", "hdfs_namenode", "bastion hdfs monitoring"),
@@ -345,6 +348,7 @@ def test_kafka_inter_broker_rule_is_the_internal_listener(
         rendered["kafka"]["kafka_internal_port"],
         rendered["kafka"]["kafka_client_port"],
         rendered["kafka_controller"]["kafka_controller_port"],
+        rendered["kafka"]["mirrormaker_rest_port"],  # MirrorMaker 2 nodes of the standby, among themselves
     }
 
 
