@@ -21,8 +21,9 @@ import pytest
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-# above the time a cold local query takes to reach its first batch (a few s), even on a busy machine
-STALL_LIMIT_S = 30
+# above the time a cold local query takes from its start to its first batch (a few s; more than 12 s
+# in one CI run at load ~20, when the limit was 30 s and counted from before the query started)
+STALL_LIMIT_S = 45
 
 DRIVER = textwrap.dedent(
     """

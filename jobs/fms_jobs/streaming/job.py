@@ -1258,6 +1258,10 @@ def progress_listener(metrics: StreamMetrics, watchdog: StallWatchdog | None = N
     class _Listener(StreamingQueryListener):  # type: ignore[misc]
         def onQueryStarted(self, event: Any) -> None:
             log.info("query started: %s (run %s)", event.id, event.runId)
+            # The stall limit is for micro-batches: the session's own start (slow on a loaded host,
+            # 18 s in one CI run) must not use it up before the first batch has begun.
+            if watchdog is not None:
+                watchdog.beat(f"query started at {event.timestamp}")
 
         def onQueryProgress(self, event: Any) -> None:
             p = event.progress
