@@ -95,47 +95,53 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def decisions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, bool]]:
-    """case -> {task: would it run}, each `when` evaluated by Ansible with the role's own vars/main.yml."""
-    tmp = tmp_path_factory.mktemp("site-role")
-    starters = _starters()
-    condition = {name: " and ".join(f"({w})" for w in when) or "true" for name, when in starters.items()}
+# A Spark master that is also a collector, every job on: every start task has its unit.
+HOST_VARS = {
+    "fms_pipeline_is_collector": True,
+    "fms_pipeline_is_spark_master": True,
+    "fms_pipeline_collector_active": True,
+    "fms_pipeline_stream_active": True,
+    "fms_pipeline_wait_for_metrics": True,
+    "fms_pipeline_hourly_enabled": True,
+    "fms_pipeline_archive_enabled": True,
+}
+
+
+def _debug_per_case(tmp: Path, name: str, msg: Any) -> dict[str, Any]:
+    """case -> what Ansible renders `msg` to with the role's own defaults and vars/main.yml."""
     tasks = [
         {
             "name": "Load the role's defaults",
             "ansible.builtin.include_vars": str(ROLE / "defaults" / "main.yml"),
         },
         {"name": "Load the role's vars", "ansible.builtin.include_vars": str(ROLE / "vars" / "main.yml")},
-        {
-            "name": "Decide",
-            "ansible.builtin.debug": {
-                "msg": {name: f"{{{{ ({cond}) | bool }}}}" for name, cond in condition.items()},
-            },
-        },
+        {"name": name, "ansible.builtin.debug": {"msg": msg}},
     ]
-    # A Spark master that is also a collector, every job on: every start task has its unit.
-    host_vars = {
-        "fms_pipeline_is_collector": True,
-        "fms_pipeline_is_spark_master": True,
-        "fms_pipeline_collector_active": True,
-        "fms_pipeline_stream_active": True,
-        "fms_pipeline_wait_for_metrics": True,
-        "fms_pipeline_hourly_enabled": True,
-        "fms_pipeline_archive_enabled": True,
-    }
-    out: dict[str, dict[str, bool]] = {}
+    out: dict[str, Any] = {}
     for case, extra in CASES.items():
         playbook = tmp / f"{case}.yml"
         play = {"name": case, "hosts": "localhost", "gather_facts": False, "tasks": tasks}
         playbook.write_text(yaml.safe_dump([play]), encoding="utf-8")
         variables = tmp / f"{case}.json"
-        variables.write_text(json.dumps({**host_vars, **extra}), encoding="utf-8")
+        variables.write_text(json.dumps({**HOST_VARS, **extra}), encoding="utf-8")
         results = task_results(
-            "-i", "localhost,", "-c", "local", str(playbook), "-e", f"@{variables}", task="Decide"
+            "-i", "localhost,", "-c", "local", str(playbook), "-e", f"@{variables}", task=name
         )
-        out[case] = {name: value in (True, "True") for name, value in results["localhost"]["msg"].items()}
+        out[case] = results["localhost"]["msg"]
     return out
+
+
+@pytest.fixture(scope="module")
+def decisions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, bool]]:
+    """case -> {task: would it run}, each `when` evaluated by Ansible with the role's own vars/main.yml."""
+    starters = _starters()
+    condition = {name: " and ".join(f"({w})" for w in when) or "true" for name, when in starters.items()}
+    msg = {name: f"{{{{ ({cond}) | bool }}}}" for name, cond in condition.items()}
+    rendered = _debug_per_case(tmp_path_factory.mktemp("site-role"), "Decide", msg)
+    return {
+        case: {name: value in (True, "True") for name, value in decided.items()}
+        for case, decided in rendered.items()
+    }
 
 
 def test_an_active_site_starts_every_pipeline_unit(decisions: dict[str, dict[str, bool]]) -> None:
@@ -157,38 +163,9 @@ EXPECTED_TASK = "Tell monitoring whether this host's pipeline services are meant
 @pytest.fixture(scope="module")
 def expected_textfiles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """case -> the node_exporter textfile the role writes (its own template, rendered by Ansible)."""
-    tmp = tmp_path_factory.mktemp("site-role-textfile")
     task = next(t for t in _tasks(ROLE / "tasks" / "service.yml") if t.get("name") == EXPECTED_TASK)
     content = task["ansible.builtin.copy"]["content"]
-    tasks = [
-        {
-            "name": "Load the role's defaults",
-            "ansible.builtin.include_vars": str(ROLE / "defaults" / "main.yml"),
-        },
-        {"name": "Load the role's vars", "ansible.builtin.include_vars": str(ROLE / "vars" / "main.yml")},
-        {"name": "Render", "ansible.builtin.debug": {"msg": content}},
-    ]
-    host_vars = {
-        "fms_pipeline_is_collector": True,
-        "fms_pipeline_is_spark_master": True,
-        "fms_pipeline_collector_active": True,
-        "fms_pipeline_stream_active": True,
-        "fms_pipeline_hourly_enabled": True,
-        "fms_pipeline_archive_enabled": True,
-    }
-    out = {}
-    for case, extra in CASES.items():
-        playbook = tmp / f"{case}.yml"
-        playbook.write_text(
-            yaml.safe_dump([{"name": case, "hosts": "localhost", "gather_facts": False, "tasks": tasks}])
-        )
-        variables = tmp / f"{case}.json"
-        variables.write_text(json.dumps({**host_vars, **extra}), encoding="utf-8")
-        results = task_results(
-            "-i", "localhost,", "-c", "local", str(playbook), "-e", f"@{variables}", task="Render"
-        )
-        out[case] = results["localhost"]["msg"]
-    return out
+    return _debug_per_case(tmp_path_factory.mktemp("site-role-textfile"), "Render", content)
 
 
 @pytest.mark.parametrize(("case", "value"), [("active", 1), ("standby", 0), ("promoted", 1)])
