@@ -43,6 +43,7 @@ CONVERGE_MODULES = (
     "test_lab_faults.py",
     "test_lab_pipeline.py",
     "test_lab_bench.py",
+    "test_lab_dr.py",
     "test_lab_alerts.py",
 )
 

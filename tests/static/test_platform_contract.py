@@ -449,15 +449,19 @@ def _tfvars(path: Path) -> dict[str, str]:
 
 
 def test_each_stack_has_an_inventory_in_its_region(contract: Platform) -> None:
-    """The aws_ec2 plugin cannot read the contract: its `regions:` must say what platform.yml says."""
+    """The aws_ec2 plugin cannot read the contract: its `regions:` must say what platform.yml says,
+    and the file platform.yml names as a stack's inventory must select that stack's instances."""
     regions: dict[str, list[str]] = {}
+    files: dict[str, str] = {}
     for path in sorted((REPO / "inventory").glob("*aws_ec2.yml")):
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
         stack = config["filters"]["tag:Stack"]
         assert stack in contract.stacks, f"{path.name} filters on an unknown stack {stack!r}"
         assert stack not in regions, f"two inventories for stack {stack}"
         regions[stack] = config["regions"]
+        files[stack] = path.relative_to(REPO).as_posix()
     assert regions == {name: [spec.region] for name, spec in contract.stacks.items()}
+    assert files == {name: spec.inventory for name, spec in contract.stacks.items()}
 
 
 def test_tfvars_leave_regions_cidrs_and_names_to_the_contract(contract: Platform) -> None:

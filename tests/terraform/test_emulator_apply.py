@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from collections import Counter
@@ -298,6 +299,60 @@ def test_inventory_plugin_groups_every_instance(applied: Applied, env: str, inve
         timeout=120,
     )
     assert "@kafka_controller:" in graph.stdout
+
+
+def test_standby_finds_peer_brokers_in_the_peers_inventory(applied: Applied, tmp_path: Path) -> None:
+    """ansible/kafka_mirror_group.yml, run against the DR inventory as site.yml runs it, finds the
+    primary's brokers in the primary's own inventory: names as their certificates carry them,
+    private addresses - what MirrorMaker 2 bootstraps from and /etc/hosts maps. No host is touched."""
+    found = tmp_path / "peer_kafka_hosts.json"
+    wrapper = tmp_path / "discover.yml"
+    wrapper.write_text(
+        f"""- name: Discovery as site.yml runs it
+  ansible.builtin.import_playbook: {REPO / "ansible" / "kafka_mirror_group.yml"}
+- name: Write what the standby found
+  hosts: kafka_mirror
+  gather_facts: false
+  tasks:
+    - name: Write fms_peer_kafka_hosts
+      ansible.builtin.copy:
+        content: "{{{{ fms_peer_kafka_hosts | to_json }}}}"
+        dest: {found}
+        mode: "0600"
+      delegate_to: localhost
+      run_once: true
+""",
+        encoding="utf-8",
+    )
+    venv_bin = Path(os.sys.executable).parent
+    result = subprocess.run(
+        [
+            str(venv_bin / "ansible-playbook"),
+            "-i",
+            str(REPO / load_platform().stack("dr").inventory),
+            str(wrapper),
+        ],
+        env={
+            **os.environ,
+            **EMULATOR_ENV,
+            "AWS_URL": applied.emulator.url,
+            "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+            "ANSIBLE_CONFIG": str(REPO / "ansible" / "ansible.cfg"),
+            "ANSIBLE_INVENTORY_CACHE": "False",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    brokers = applied.outputs["primary"]["inventory_groups"]["kafka"]
+    instances = applied.outputs["primary"]["instances"]
+    expected = [
+        {"name": re.sub(r"[^a-z0-9.-]", "-", host.lower()), "address": instances[host]["private_ip"]}
+        for host in sorted(brokers)
+    ]
+    assert expected and json.loads(found.read_text(encoding="utf-8")) == expected
 
 
 def _peering_routes(applied: Applied, env: str) -> dict[str, list[dict[str, Any]]]:

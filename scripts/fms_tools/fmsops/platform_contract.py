@@ -36,6 +36,8 @@ CIDR_VARIABLES = frozenset({"admin_cidrs", "dashboard_cidrs", "replication_peer_
 # Names Terraform and AWS tags carry (environment, stack_role, Env and Stack tags).
 NAME = re.compile(r"^[a-z][a-z0-9]*$")
 AWS_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
+# A stack's aws_ec2 inventory (the plugin requires the name to end in aws_ec2.yml).
+INVENTORY_PATH = re.compile(r"^inventory/([a-z0-9-]+\.)?aws_ec2\.yml$")
 # What AWS accepts in a security group rule description.
 AWS_DESCRIPTION = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]{1,255}$")
 # What Kafka accepts as a topic name (and "." / ".." it refuses besides).
@@ -110,6 +112,7 @@ class StackSpec:
     lab_vpc_cidr: str
     peer: str | None
     role: str  # active or standby (SITE_ROLES)
+    inventory: str  # its aws_ec2 dynamic inventory, relative to the repository root
 
     def cidr(self, environment: Environment) -> str:
         """The stack's VPC CIDR in `environment` (the lab has addresses of its own)."""
@@ -263,7 +266,7 @@ def _stacks(data: Mapping[str, Any]) -> dict[str, StackSpec]:
     stacks: dict[str, StackSpec] = {}
     for name, s in data.items():
         where = f"stacks.{name}"
-        keys = {"description", "region", "vpc_cidr", "lab_vpc_cidr", "peer", "role"}
+        keys = {"description", "region", "vpc_cidr", "lab_vpc_cidr", "peer", "role", "inventory"}
         if not NAME.match(name) or not isinstance(s, Mapping) or set(s) != keys or not s["description"]:
             raise ContractError(f"{where}: needs a lower-case name and exactly {sorted(keys)}")
         if not AWS_REGION.match(str(s["region"])):
@@ -272,8 +275,17 @@ def _stacks(data: Mapping[str, Any]) -> dict[str, StackSpec]:
         _network(f"{where}.lab_vpc_cidr", s["lab_vpc_cidr"])
         if s["role"] not in SITE_ROLES:
             raise ContractError(f"{where}.role: {s['role']!r} must be one of {', '.join(SITE_ROLES)}")
+        if not INVENTORY_PATH.match(str(s["inventory"])):
+            raise ContractError(f"{where}.inventory: {s['inventory']!r} must be inventory/<name>aws_ec2.yml")
         stacks[name] = StackSpec(
-            name, s["description"], s["region"], s["vpc_cidr"], s["lab_vpc_cidr"], s["peer"], s["role"]
+            name,
+            s["description"],
+            s["region"],
+            s["vpc_cidr"],
+            s["lab_vpc_cidr"],
+            s["peer"],
+            s["role"],
+            s["inventory"],
         )
     for s in stacks.values():
         if s.peer is None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fms_tools.fmsops.emulator import EMULATOR_ENV
+from fms_tools.fmsops.platform_contract import load as load_platform
 
 from . import progress, state
 from .envs import env as get_env
@@ -64,11 +65,19 @@ class PlaybookRun:
 
 
 def inventory_for(env_name: str) -> str:
-    return "inventory/aws_ec2.yml" if env_name == "primary" else f"inventory/{env_name}.aws_ec2.yml"
+    """The env's aws_ec2 inventory (platform.yml stacks.<env>.inventory), relative to the repository."""
+    return load_platform().stack(env_name).inventory
 
 
 def secrets_dir(env_name: str) -> Path:
     return state.lab_dir() / "secrets" / env_name
+
+
+def _peer_secrets_args(env_name: str) -> list[str]:
+    """Where a standby's MirrorMaker 2 finds the peer site's CA and mirror password: the lab keeps
+    each env's secrets under its env name, not under the site name the role would look for."""
+    peer = load_platform().stack(env_name).peer
+    return ["-e", f"mirrormaker_source_secrets_dir={secrets_dir(peer)}"] if peer else []
 
 
 def ansible_env(env_name: str) -> dict[str, str]:
@@ -135,6 +144,7 @@ def run_playbook(
         path,
         "-e",
         f"fms_secrets_dir={sdir}",
+        *_peer_secrets_args(env_name),
         *(extra_args or []),
     ]
     progress.step(f"ansible: {' '.join(cmd[1:])}  (log: {log})")

@@ -836,7 +836,7 @@ def print_next_steps(env_name: str) -> None:
     lab_dir = state.lab_dir()
     rel = os.path.relpath(lab_dir, state.REPO) if lab_dir.is_relative_to(state.REPO) else str(lab_dir)
     emu = lab.get("emulator", {})
-    inventory = "inventory/aws_ec2.yml" if env_name == "primary" else f"inventory/{env_name}.aws_ec2.yml"
+    inventory = load_contract().stack(env_name).inventory
     lab_env = "" if lab_dir == state.REPO / ".lab" else f"FMS_LAB_DIR={lab_dir} "
     print("\nwhere to look:")
     print("  hosts:      the table above; `.venv/bin/fms-lab status` prints it again")
