@@ -13,12 +13,16 @@ Terraform never creates.
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,23 @@ def outputs(env: str = "primary") -> dict[str, Any]:
     out = state.load_outputs(env)
     assert out.get("instances"), f"no Terraform outputs recorded for {env} in {state.outputs_file(env)}"
     return out
+
+
+def prometheus_api(path: str, env: str = "primary") -> dict[str, Any]:
+    """GET from the env's Prometheus API (HTTPS with basic auth, as an operator reads it)."""
+    from fms_tools.lab import services  # lazily, as the lab's own modules
+
+    monitoring = outputs(env)["inventory_groups"]["monitoring"][0]
+    ip = state.load_hosts()[monitoring]["ip"]
+    password = (state.lab_dir() / "secrets" / env / "monitoring" / "prometheus-web.password").read_text()
+    port = platform_contract.load().port("prometheus")
+    request = urllib.request.Request(f"https://{ip}:{port}{path}")
+    token = base64.b64encode(f"admin:{password.strip()}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    # HTTPS only; the certificate names the node's address and chains to the env's site CA
+    site_ca = ssl.create_default_context(cafile=str(services.site_ca(env)))
+    with urllib.request.urlopen(request, timeout=30, context=site_ca) as response:
+        return json.load(response)
 
 
 def playbook_failures(run: Any, limit: int = 40) -> str:

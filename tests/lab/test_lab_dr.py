@@ -21,7 +21,7 @@ from fms_tools.fmsops import terraform
 from fms_tools.fmsops.platform_contract import load as load_contract
 from fms_tools.lab import converge, orchestrate
 from kafka_probe import kafka_shell_env
-from lab_support import PROFILE, first_in_group, host_ssh, must, outputs, playbook_failures
+from lab_support import PROFILE, first_in_group, host_ssh, must, outputs, playbook_failures, prometheus_api
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.drill]
 
@@ -35,6 +35,7 @@ DIGEST = (
     "'"
 )
 CATCH_UP_S = 120  # the standby reads the snapshot within this (the RPO target is 30 s)
+SCRAPE_WITHIN_S = 120
 
 
 def _apply_without_peering(env_name: str, url: str, profile: str) -> dict[str, object]:
@@ -85,6 +86,17 @@ def test_standby_mirrors_primary_and_its_precheck_says_why_without_the_peering(l
     precheck = converge.run_playbook("dr", "ansible/dr_precheck.yml")
     print(f"DR pre-check: {precheck.summary()}")
     assert precheck.ok, playbook_failures(precheck)
+
+    # DR's own Prometheus scrapes MM2's lag (the metrics MirrorMakerReplicationLagHigh reads).
+    lag = "kafka_connect_mirror_source_connector_replication_latency_ms"
+    deadline = time.monotonic() + SCRAPE_WITHIN_S
+    series: list = []
+    while not series and time.monotonic() < deadline:
+        series = prometheus_api(f"/api/v1/series?match%5B%5D={lag}", env="dr")["data"]
+        if not series:
+            time.sleep(10)
+    assert series, f"DR's Prometheus has no {lag} series within {SCRAPE_WITHIN_S}s"
+    print(f"DR Prometheus: {len(series)} {lag} series, topics {sorted({s['topic'] for s in series})}")
 
     # The oracle: what the primary's raw topic holds now must reach the standby, in order, once.
     primary_broker = first_in_group("kafka")
