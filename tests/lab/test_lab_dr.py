@@ -83,7 +83,7 @@ def test_standby_mirrors_primary_and_its_precheck_says_why_without_the_peering(l
     print(f"DR site.yml (standby, MirrorMaker 2 from primary): {site.summary()}")
     assert site.ok, playbook_failures(site)
 
-    precheck = converge.run_playbook("dr", "ansible/dr_precheck.yml")
+    precheck = converge.run_playbook("dr", "dr_precheck")
     print(f"DR pre-check: {precheck.summary()}")
     assert precheck.ok, playbook_failures(precheck)
 
@@ -130,7 +130,7 @@ def test_standby_mirrors_primary_and_its_precheck_says_why_without_the_peering(l
     started = time.monotonic()
     orchestrate.up("dr", PROFILE, apply=_apply_without_peering)
     try:
-        cut = converge.run_playbook("dr", "ansible/dr_precheck.yml")
+        cut = converge.run_playbook("dr", "dr_precheck")
         print(f"DR pre-check without the peering: {cut.summary()} ({time.monotonic() - started:.0f}s)")
         assert not cut.ok
         log = " ".join(cut.log.read_text(errors="replace").split())  # the YAML callback folds long messages

@@ -2,7 +2,7 @@
 
   fms-lab up [--env primary|dr] [--profile auto|lab|minimal] [--emulator-url URL --no-apply] [--no-mirror]
   fms-lab down [--env primary|dr ... | --all]      (default: --all)
-  fms-lab converge [--env primary|dr] [--playbook site|pipeline|rolling_restart|PATH] [ANSIBLE-ARGS...]
+  fms-lab converge [--env primary|dr] [--playbook site|dr_precheck|...|PATH] [ANSIBLE-ARGS...]
   fms-lab testinfra [--env primary|dr] [PYTEST-ARGS...]
   fms-lab status
   fms-lab firewall [--env primary|dr ...] [--apply]
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_conv.add_argument("--env", default="primary", choices=sorted(envs.ENVS))
     p_conv.add_argument(
-        "--playbook", default="site", help="site, pipeline, monitoring, rolling_restart or a playbook path"
+        "--playbook", default="site", help=f"{', '.join(converge.PLAYBOOKS)} or a playbook path"
     )
 
     p_infra = sub.add_parser("testinfra", help="run the testinfra suite (tests/infra) against an env's hosts")

@@ -31,6 +31,8 @@ PLAYBOOKS = {
     "rolling_restart": "ansible/rolling_restart.yml",
     "pipeline": "ansible/pipeline.yml",
     "monitoring": "ansible/monitoring.yml",
+    "promote": "ansible/promote.yml",
+    "dr_precheck": "ansible/dr_precheck.yml",
 }
 RECAP_LINE = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
 PLAY_LINE = re.compile(r"^PLAY \[(?P<name>.*)\] \*+")
