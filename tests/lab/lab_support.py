@@ -246,12 +246,23 @@ def host_epoch(name: str) -> float:
     return float(must(host_ssh(name, "date +%s.%N")).strip())
 
 
-def stream_batch_gap_s(master: str, since: float, until: float) -> float:
-    """Longest time in [since, until] without a micro-batch ending in the stream's journal."""
+def longest_batch_gap(master: str, since: float, until: float) -> tuple[float, float, float]:
+    """(length, start, end) of the longest time in [since, until] without a micro-batch ending in
+    the stream's journal: where it lies tells a stall from a restart or a competing job."""
     journal = (
         f"journalctl -u fms-stream --since @{int(since)} --until @{int(until) + 1} -o short-unix "
         "--no-pager | grep -E 'batch [0-9]+: in=' || true"
     )
     ends = [float(line.split()[0]) for line in must(host_ssh(master, journal)).splitlines() if line.strip()]
     marks = [since, *(t for t in ends if since <= t <= until), until]
-    return max(b - a for a, b in itertools.pairwise(marks))
+    start, end = max(itertools.pairwise(marks), key=lambda pair: pair[1] - pair[0])
+    return end - start, start, end
+
+
+def unit_runs(host: str, unit: str, since: float, until: float) -> list[str]:
+    """When `unit` started and finished in [since, until] (journal lines, unix time first)."""
+    journal = (
+        f"journalctl -u {unit} --since @{int(since)} --until @{int(until) + 1} -o short-unix --no-pager "
+        "| grep -E 'Started|Finished|Deactivated|Failed' || true"
+    )
+    return [line for line in must(host_ssh(host, journal)).splitlines() if line.strip()]
