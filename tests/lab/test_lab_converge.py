@@ -165,6 +165,9 @@ def _restart_sequence(run: converge.PlaybookRun) -> list[tuple[str, str]]:
     return seq
 
 
+# make chaos, not make test: a whole third site.yml run with three gated restarts costs 10-14
+# minutes of CI's lab critical path, and its stall bound failed under CI's load (issue 18 first).
+@pytest.mark.chaos
 def test_a_broker_setting_changed_through_site_restarts_brokers_one_at_a_time(converged):
     """Issue 17's drill: one broker setting changed and site.yml re-run while acks=all writes go on.
 

@@ -886,6 +886,6 @@ def test_site_deploys_the_pipeline_last_and_checks_its_variables_first(tmp_path:
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
     assert "invalid collector settings" in " ".join(output.split()), output[-4000:]
-    ran = _plays(output)
-    assert len(ran) == 1 and ran[0].startswith("Preflight"), ran
+    ran = _plays(output)  # the preflight plays only (the MirrorMaker 2 ones touch no host either)
+    assert ran and all(play.startswith("Preflight") for play in ran), ran
     assert "UNREACHABLE" not in output, "a host was contacted"

@@ -37,8 +37,10 @@ def _render(role: str, template: str, extra: dict[str, object]) -> str:
         if isinstance(value, str) and "{{" in value:
             try:
                 variables[key] = env.from_string(value).render(**variables)
-            except jinja2.TemplateError:
-                variables[key] = ""  # derived from facts at run time
+            except (jinja2.TemplateError, TypeError):
+                # derived from facts or group_vars at run time (a filter on an undefined value
+                # raises TypeError, e.g. "{{ fms_secrets_dir | dirname }}")
+                variables[key] = ""
     return env.get_template(template).render(**variables)
 
 

@@ -302,7 +302,7 @@ def test_inventory_plugin_groups_every_instance(applied: Applied, env: str, inve
 
 
 def test_standby_finds_peer_brokers_in_the_peers_inventory(applied: Applied, tmp_path: Path) -> None:
-    """ansible/kafka_mirror_group.yml, run against the DR inventory as site.yml runs it, finds the
+    """ansible/kafka_mirror_source.yml, run against the DR inventory as site.yml runs it, finds the
     primary's brokers in the primary's own inventory: names as their certificates carry them,
     private addresses - what MirrorMaker 2 bootstraps from and /etc/hosts maps. No host is touched."""
     found = tmp_path / "peer_kafka_hosts.json"
@@ -310,6 +310,8 @@ def test_standby_finds_peer_brokers_in_the_peers_inventory(applied: Applied, tmp
     wrapper.write_text(
         f"""- name: Discovery as site.yml runs it
   ansible.builtin.import_playbook: {REPO / "ansible" / "kafka_mirror_group.yml"}
+- name: The peer's brokers, as site.yml finds them
+  ansible.builtin.import_playbook: {REPO / "ansible" / "kafka_mirror_source.yml"}
 - name: Write what the standby found
   hosts: kafka_mirror
   gather_facts: false

@@ -3,7 +3,7 @@
 `fms_node_name`: the DNS-safe form of an inventory host name. Inventory names may contain
 characters a host name cannot (e.g. "fms-lab-hdfs_namenode-1"): Java rejects underscores in
 URI hosts and TLS SNI. group_vars/all.yml names this stack's hosts with it, and
-kafka_mirror_group.yml the peer stack's brokers (`fms_inventory_hosts`, from the peer's
+kafka_mirror_source.yml the peer stack's brokers (`fms_inventory_hosts`, from the peer's
 `ansible-inventory --list`), so both sides agree on a broker's name (its certificate carries
 it, its advertised listener uses it).
 """
