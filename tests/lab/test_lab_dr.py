@@ -14,6 +14,7 @@ Marker `drill` (`make drill`): not in `make test` until the CI budget holds a se
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 
@@ -43,7 +44,9 @@ def _apply_without_peering(env_name: str, url: str, profile: str) -> dict[str, o
     return terraform.apply_env(env_name, url, profile, variables={"enable_peering": "false"})
 
 
+@functools.cache
 def _bootstrap(broker: str) -> str:
+    """The broker's own client bootstrap (its admin.properties), read once per broker."""
     return must(host_ssh(broker, f"sed -n 's/^bootstrap.servers=//p' {ADMIN_PROPERTIES}")).strip()
 
 
