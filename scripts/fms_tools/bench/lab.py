@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
+import functools
+import importlib.util
 import select
 import shlex
 import subprocess
@@ -15,8 +16,10 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+from fms_tools import REPO
 from fms_tools.bench.environment import (
     CEILING,
     PERF_PROPS,
@@ -69,9 +72,20 @@ finally:
 """
 
 
+@functools.cache
+def _ansible_names() -> ModuleType:
+    """ansible/plugins/filter/fms_names.py, the one home of the rule (plain Python, no Ansible import)."""
+    path = REPO / "ansible" / "plugins" / "filter" / "fms_names.py"
+    spec = importlib.util.spec_from_file_location("fms_ansible_filter_names", path)
+    assert spec and spec.loader, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def node_name(name: str) -> str:
     """fms_node_name of an inventory host (ansible/group_vars/all.yml): the name brokers advertise."""
-    return re.sub(r"[^a-z0-9.-]", "-", name.lower())
+    return _ansible_names().fms_node_name(name)
 
 
 @dataclass
