@@ -14,6 +14,8 @@ dashboard_cidrs    = ["203.0.113.0/24"]
 lake_force_destroy = true
 # The emulator has no MonitorInstances API; CloudWatch does not exist in the lab anyway.
 detailed_monitoring = false
+# Nor a Data Lifecycle Manager API: the data volumes are tagged for snapshots, no policy takes them.
+enable_volume_snapshots = false
 # The lab registers a Debian 12 image in the emulator under its own account.
 ami_owners       = ["self"]
 ami_name_pattern = "debian-12-amd64-lab-*"

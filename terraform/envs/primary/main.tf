@@ -173,7 +173,16 @@ module "compute" {
   ssh_key_name           = var.ssh_key_name
   detailed_monitoring    = var.detailed_monitoring
   kms_key_arn            = module.kms.key_arn
+  data_volume_tags       = module.snapshots.target_tags
   tags                   = local.tags
+}
+
+# Daily snapshots of the data volumes, kept 7 days (Data Lifecycle Manager, selected by tag).
+module "snapshots" {
+  source  = "../../modules/snapshots"
+  enabled = var.enable_volume_snapshots
+  name    = local.name
+  tags    = local.tags
 }
 
 module "emr" {

@@ -218,6 +218,12 @@ variable "flow_log_retention_days" {
   default     = 365
 }
 
+variable "enable_volume_snapshots" {
+  description = "Daily EBS snapshots of the data volumes, kept 7 days (modules/snapshots: a Data Lifecycle Manager policy). The lab sets false: the AWS emulator has no Data Lifecycle Manager API."
+  type        = bool
+  default     = true
+}
+
 variable "enable_emr" {
   description = "Also create an EMR cluster (Spark + Hadoop) as an alternative Spark runtime."
   type        = bool

@@ -95,7 +95,7 @@ resource "aws_ebs_volume" "data" {
   iops              = each.value.data_iops
   encrypted         = true
   kms_key_id        = var.kms_key_arn
-  tags = merge(var.tags, {
+  tags = merge(var.tags, var.data_volume_tags, {
     Name    = "${var.name}-${each.key}-data"
     Role    = each.value.role
     Project = var.project

@@ -145,6 +145,12 @@ variable "kms_key_arn" {
   type        = string
 }
 
+variable "data_volume_tags" {
+  description = "Extra tags of every data volume, e.g. the tags the snapshots module's lifecycle policy selects volumes by."
+  type        = map(string)
+  default     = {}
+}
+
 variable "tags" {
   description = "Tags added to every resource."
   type        = map(string)
