@@ -13,7 +13,16 @@ MODULES_WITH_TESTS = sorted(p.parent.parent.name for p in MODULES.glob("*/tests/
 
 
 def test_every_module_has_tests() -> None:
-    assert set(MODULES_WITH_TESTS) >= {"network", "security", "compute", "storage", "iam", "emr", "peering", "snapshots"}
+    assert set(MODULES_WITH_TESTS) >= {
+        "network",
+        "security",
+        "compute",
+        "storage",
+        "iam",
+        "emr",
+        "peering",
+        "snapshots",
+    }
 
 
 @pytest.mark.parametrize("module", sorted(set(MODULES_WITH_TESTS)))
