@@ -309,8 +309,6 @@ def test_standby_finds_peer_brokers_in_the_peers_inventory(applied: Applied, tmp
     wrapper = tmp_path / "discover.yml"
     wrapper.write_text(
         f"""- name: Discovery as site.yml runs it
-  ansible.builtin.import_playbook: {REPO / "ansible" / "kafka_mirror_group.yml"}
-- name: The peer's brokers, as site.yml finds them
   ansible.builtin.import_playbook: {REPO / "ansible" / "kafka_mirror_source.yml"}
 - name: Write what the standby found
   hosts: kafka_mirror
