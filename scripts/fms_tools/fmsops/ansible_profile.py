@@ -17,7 +17,7 @@ import json
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,17 +28,23 @@ PLAY_TOOK = re.compile(r"Playbook run took (\d+) days, (\d+) hours, (\d+) minute
 
 @dataclass
 class Profile:
-    """Seconds per task (play, task name), per play and per role of one run."""
+    """Seconds per task (play, task name) of one run; per play and per role are sums of those."""
 
     tasks: dict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
-    plays: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    roles: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     steps: int = 0
     wall_s: float | None = None
 
     @property
+    def plays(self) -> dict[str, float]:
+        return _sum_by(self.tasks, lambda play, _task: play)
+
+    @property
+    def roles(self) -> dict[str, float]:
+        return _sum_by(self.tasks, lambda _play, task: _role_of(task))
+
+    @property
     def total_s(self) -> float:
-        return sum(self.plays.values())
+        return sum(self.tasks.values())
 
     def slowest(self, top: int) -> list[tuple[str, str, float]]:
         ranked = sorted(self.tasks.items(), key=lambda kv: -kv[1])[:top]
@@ -53,6 +59,13 @@ class Profile:
             "roles": {k: round(v, 1) for k, v in sorted(self.roles.items(), key=lambda kv: -kv[1])},
             "slowest": [{"play": p, "task": t, "s": round(s, 1)} for p, t, s in self.slowest(top)],
         }
+
+
+def _sum_by(tasks: dict[tuple[str, str], float], key: Callable[[str, str], str]) -> dict[str, float]:
+    sums: dict[str, float] = defaultdict(float)
+    for (play, task), seconds in tasks.items():
+        sums[key(play, task)] += seconds
+    return dict(sums)
 
 
 def _role_of(task: str) -> str:
@@ -78,8 +91,6 @@ def parse(lines: Iterable[str]) -> Profile:
             h, m, s = banner.groups()
             seconds = int(h) * 3600 + int(m) * 60 + float(s)
             profile.tasks[(play, task)] += seconds
-            profile.plays[play] += seconds
-            profile.roles[_role_of(task)] += seconds
             profile.steps += 1
             continue
         took = PLAY_TOOK.search(line)
