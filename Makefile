@@ -86,8 +86,12 @@ chaos: bootstrap ## A fresh lab, then under load: a broker setting changed via s
 	  tests/lab/test_lab_faults.py tests/lab/test_lab_pipeline.py \
 	  -k "setting_changed or sigkills or cut_off or datanode_down or audit_conserves_every_raw_record"
 
-drill: bootstrap ## A fresh lab, then the DR standby: DR converged as a standby, MirrorMaker 2 from primary, the readiness pre-check with and without the peering
-	@$(TF_ENV); $(TIMED) drill $(VENV)/bin/pytest --durations=30 -rP -m drill tests/lab
+drill: bootstrap ## A fresh lab, then the DR drill: DR converged as a standby, MirrorMaker 2 from primary, the primary region cut off, DR promoted (RTO, RPO, conservation), the pre-check without the peering; the summary JSON last
+	@rm -f build/drill/dr_failover.json
+	@$(TF_ENV); rc=0; $(TIMED) drill $(VENV)/bin/pytest --durations=30 -rP -m drill tests/lab || rc=$$?; \
+	  echo "timeline: build/drill/dr_failover.png"; \
+	  $(PY) -c 'import json,sys; d=json.load(open(sys.argv[1])); d.pop("events",None); print(json.dumps(d))' \
+	    build/drill/dr_failover.json 2>/dev/null || echo '{"error": "the failover drill wrote no summary"}'; exit $$rc
 
 lint: ## Ruff and yamllint only
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/yamllint -s .

@@ -17,21 +17,29 @@ from lab_support import REPO
 OUT = REPO / "build" / "chaos"
 
 
-def write(report: dict, events: Sequence[tuple[float, str]], ack_times_ms: Iterable[int] = ()) -> Path:
+def write(
+    report: dict,
+    events: Sequence[tuple[float, str]],
+    ack_times_ms: Iterable[int] = (),
+    out: Path = OUT,
+    ylabel: str = "acknowledged writes / s (acks=all probe)",
+) -> Path:
     """Write <scenario>.json (report + events, wall-clock seconds) and, when there are acks,
-    <scenario>.png; returns the JSON's path."""
-    OUT.mkdir(parents=True, exist_ok=True)
+    <scenario>.png into `out`; returns the JSON's path."""
+    out.mkdir(parents=True, exist_ok=True)
     name = report["scenario"]
     doc = {**report, "events": [{"at": round(t, 3), "what": what} for t, what in events]}
-    path = OUT / f"{name}.json"
+    path = out / f"{name}.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
     per_second = Counter(int(ms // 1000) for ms in ack_times_ms)
     if per_second:
-        _plot(name, per_second, events, OUT / f"{name}.png")
+        _plot(name, per_second, events, out / f"{name}.png", ylabel)
     return path
 
 
-def _plot(name: str, per_second: Counter, events: Sequence[tuple[float, str]], path: Path) -> None:
+def _plot(
+    name: str, per_second: Counter, events: Sequence[tuple[float, str]], path: Path, ylabel: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,10 +51,10 @@ def _plot(name: str, per_second: Counter, events: Sequence[tuple[float, str]], p
     fig, ax = plt.subplots(figsize=(11, 4))
     ax.plot([x - start for x in xs], [per_second.get(x, 0) for x in xs], lw=1, color="tab:blue")
     ax.set_xlabel("seconds since the scenario started")
-    ax.set_ylabel("acknowledged writes / s (acks=all probe)")
+    ax.set_ylabel(ylabel)
     top = max(per_second.values())
     for t, what in events:
-        colour = "tab:red" if what.startswith(("kill", "cut")) else "tab:green"
+        colour = "tab:red" if what.startswith(("kill", "cut", "outage")) else "tab:green"
         ax.axvline(t - start, color=colour, lw=0.8, ls="--")
         ax.text(t - start, top * 1.02, what, rotation=90, fontsize=7, va="bottom", color=colour)
     ax.set_ylim(0, top * 1.6)

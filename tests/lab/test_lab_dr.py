@@ -15,15 +15,28 @@ Marker `drill` (`make drill`): not in `make test` until the CI budget holds a se
 from __future__ import annotations
 
 import functools
+import json
 import re
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
+import chaos_report
 import pytest
 from fms_tools.fmsops import terraform
 from fms_tools.fmsops.platform_contract import load as load_contract
 from fms_tools.lab import converge, orchestrate
 from kafka_probe import kafka_shell_env
-from lab_support import PROFILE, first_in_group, host_ssh, must, outputs, playbook_failures, prometheus_api
+from lab_support import (
+    PROFILE,
+    REPO,
+    first_in_group,
+    host_ssh,
+    must,
+    outputs,
+    playbook_failures,
+    prometheus_api,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.drill]
 
@@ -31,13 +44,27 @@ KAFKA_BIN = "/opt/kafka/bin"
 ADMIN_PROPERTIES = "/etc/kafka/admin.properties"
 # Record separator of the console consumer's output: values may hold newlines (bad input does).
 RECORD_SEP = r"\x1e\x1d"
+# Per record "<timestamp ms> <sha1 of key TAB value>": the console consumer prints
+# "LogAppendTime:<ms>" TAB key TAB value.
 DIGEST = (
     "python3 -c 'import hashlib,sys; "
-    '[print(hashlib.sha1(r).hexdigest()) for r in sys.stdin.buffer.read().split(b"\\x1e\\x1d") if r]'
+    '[print(t.split(b":")[-1].decode(), hashlib.sha1(kv).hexdigest()) '
+    'for t, _, kv in (r.partition(b"\\t") for r in sys.stdin.buffer.read().split(b"\\x1e\\x1d") if r)]'
     "'"
 )
 CATCH_UP_S = 120  # the standby reads the snapshot within this (the RPO target is 30 s)
 SCRAPE_WITHIN_S = 120
+# The failover: the cut starts OUTAGE_LEAD_S after the outage playbook starts (every host has its
+# unit first) and lasts OUTAGE_S (promote, the first DR write, the DR audit fit in it); issue 13's
+# targets: RTO <= 5 min, RPO <= 30 s.
+OUTAGE_LEAD_S = 60
+OUTAGE_S = 600
+RTO_TARGET_S = 300
+RTO_WAIT_S = 480
+RPO_TARGET_S = 30
+AUDIT_WAIT_S = 600
+HEAL_WAIT_S = 180
+DRILL_OUT = REPO / "build" / "drill"
 
 
 def _apply_without_peering(env_name: str, url: str, profile: str) -> dict[str, object]:
@@ -60,8 +87,9 @@ def _offsets(broker: str, topic: str, time_arg: int) -> dict[int, int]:
     return {int(p): int(o) for p, o in re.findall(rf"^{re.escape(topic)}:(\d+):(\d+)$", out, re.M)}
 
 
-def _digests(broker: str, topic: str, partition: int, count: int, committed: bool) -> list[str]:
-    """Digests of the first `count` records of a partition, in order (read_committed on the standby)."""
+def _records(broker: str, topic: str, partition: int, count: int, committed: bool) -> list[tuple[int, str]]:
+    """(broker timestamp in ms, digest of key and value) of the first `count` records of a partition,
+    in order (read_committed on the standby: MM2's exactly-once transactions)."""
     if count == 0:
         return []
     isolation = "--isolation-level read_committed " if committed else ""
@@ -69,26 +97,38 @@ def _digests(broker: str, topic: str, partition: int, count: int, committed: boo
         f"{kafka_shell_env()} timeout 300 {KAFKA_BIN}/kafka-console-consumer.sh --bootstrap-server "
         f"{_bootstrap(broker)} --consumer.config {ADMIN_PROPERTIES} --topic {topic} --partition {partition} "
         f"--offset earliest --max-messages {count} --timeout-ms 60000 {isolation}"
-        # Key and value, not the timestamp: the raw topic is stamped by the broker (LogAppendTime), so
-        # each cluster stamps its own copy (the first make drill run: all 106,818 differed by that alone).
-        "--property print.key=true "
+        # Digest of key and value, not the timestamp: the raw topic is stamped by the broker
+        # (LogAppendTime), so each cluster stamps its own copy (the first make drill run: all 106,818
+        # differed by that alone). The timestamp comes first, apart: it dates the primary's records.
+        "--property print.timestamp=true --property print.key=true "
         f"--property line.separator=$'{RECORD_SEP}' 2>/dev/null | {DIGEST}"
     )
-    return must(host_ssh(broker, cmd, 360)).split()
+    out = must(host_ssh(broker, cmd, 360)).split()
+    return [(int(ts), digest) for ts, digest in zip(out[::2], out[1::2], strict=True)]
 
 
-def test_standby_mirrors_primary_and_its_precheck_says_why_without_the_peering(lab, converged, dr_applied):
-    contract = load_contract()
-    raw = contract.topic("raw").name
+def _digests(broker: str, topic: str, partition: int, count: int, committed: bool) -> list[str]:
+    return [digest for _ts, digest in _records(broker, topic, partition, count, committed)]
+
+
+@pytest.fixture(scope="module")
+def standby(lab, converged, dr_applied) -> Iterator[None]:
+    """The DR stack up and converged as a standby (site.yml: MirrorMaker 2 from primary); torn down after."""
     dr_applied()
     started = time.monotonic()
     dr_hosts = orchestrate.up("dr", PROFILE, apply=True)
     print(f"\nDR up: {len(dr_hosts)} hosts, {time.monotonic() - started:.0f}s")
+    try:
+        site = converge.run_playbook("dr", "site")
+        print(f"DR site.yml (standby, MirrorMaker 2 from primary): {site.summary()}")
+        assert site.ok, playbook_failures(site)
+        yield
+    finally:
+        orchestrate.down(["dr"])
 
-    site = converge.run_playbook("dr", "site")
-    print(f"DR site.yml (standby, MirrorMaker 2 from primary): {site.summary()}")
-    assert site.ok, playbook_failures(site)
 
+def test_standby_mirrors_every_primary_record_in_order(standby):
+    raw = load_contract().topic("raw").name
     precheck = converge.run_playbook("dr", "dr_precheck")
     print(f"DR pre-check: {precheck.summary()}")
     assert precheck.ok, playbook_failures(precheck)
@@ -132,14 +172,190 @@ def test_standby_mirrors_primary_and_its_precheck_says_why_without_the_peering(l
     )
     assert not mismatched, f"the standby's {raw} differs from the primary's: {mismatched}"
 
-    # Without the peering (Terraform's own switch), the pre-check fails and names the cause.
+
+# ---------------------------------------------------------------------------- failover
+
+
+@dataclass
+class PartitionLoss:
+    """One raw partition after the drill: what the primary held at the cut against what DR got."""
+
+    at_cut: int  # primary records appended before the cut
+    mirrored: int  # of those, the prefix DR holds in the same order
+    lost_ts_ms: list[int]  # append times of the primary records DR never got
+    duplicated: int  # records DR holds more than once within that prefix's range
+    out_of_order: int  # lost records that DR nonetheless holds elsewhere (order broken)
+
+
+def _compare_at_cut(primary: list[tuple[int, str]], standby: list[str], cut_ms: int) -> PartitionLoss:
+    """The primary's records appended before `cut_ms` against the standby's first records."""
+    want = [(ts, d) for ts, d in primary if ts < cut_ms]
+    got = standby[: len(want)]
+    mirrored = 0
+    while mirrored < min(len(want), len(got)) and got[mirrored] == want[mirrored][1]:
+        mirrored += 1
+    lost = want[mirrored:]
+    held = set(standby)
+    return PartitionLoss(
+        at_cut=len(want),
+        mirrored=mirrored,
+        lost_ts_ms=[ts for ts, _ in lost],
+        duplicated=len(got) - len(set(got)),
+        out_of_order=sum(1 for _, d in lost if d in held),
+    )
+
+
+def _first_stored_batch(master: str, since: float) -> float | None:
+    """Unix time of the stream's first micro-batch on `master` since `since` that stored records."""
+    journal = (
+        f"journalctl -u fms-stream --since @{int(since)} -o short-unix --no-pager "
+        "| grep -E 'batch [0-9]+: in=[0-9]+ stored=[1-9]' | head -1 || true"
+    )
+    line = must(host_ssh(master, journal)).strip()
+    return float(line.split()[0]) if line else None
+
+
+def _spark_job_json(master: str, args: str, timeout_s: float) -> tuple[int, dict]:
+    res = host_ssh(master, f"/usr/local/sbin/fms-spark-job {args} 2>/tmp/fms-spark-job.err", timeout_s)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    err = host_ssh(master, "tail -c 3000 /tmp/fms-spark-job.err").stdout
+    assert lines, f"fms-spark-job {args}: rc={res.returncode}, no JSON line:\n{res.stdout[-2000:]}\n{err}"
+    return res.returncode, json.loads(lines[-1])
+
+
+def test_failover_after_a_region_outage_loses_no_acknowledged_record(standby):
+    """The primary region loses its network (every host, the bastion too, daemons left running), DR is
+    promoted with the repo's own playbook, and the drill measures:
+    RTO  - from the cut to the first records the DR stream stores in the DR lake;
+    RPO  - the primary's records appended before the cut that never reached DR (count, and how far
+           before the cut the oldest of them lies), read from the primary once it heals;
+    and proves the DR lake conserves everything DR's raw topic holds (the conservation audit).
+    The cut heals by itself after OUTAGE_S; the primary comes back as it was (no failback yet)."""
+    raw = load_contract().topic("raw").name
+    groups = outputs("dr")["inventory_groups"]
+    dr_master, dr_collectors, dr_broker = (
+        groups["spark_master"][0],
+        sorted(groups["collector"]),
+        groups["kafka"][0],
+    )
+    primary_broker = first_in_group("kafka")
+    _bootstrap(primary_broker)  # read now: the broker is unreachable during the outage
+    events: list[tuple[float, str]] = []
+
+    cut_at = int(time.time()) + OUTAGE_LEAD_S
+    outage = converge.run_playbook(
+        "primary", "region_outage", ["-e", f"region_outage_at={cut_at} region_outage_seconds={OUTAGE_S}"]
+    )
+    print(f"\nregion outage scheduled: {outage.summary()}")
+    assert outage.ok, playbook_failures(outage)
+    assert time.time() < cut_at, (
+        f"the outage playbook returned {time.time() - cut_at:.0f}s after the cut began"
+    )
+    events.append((cut_at, "outage: primary cut off"))
+    time.sleep(max(0.0, cut_at - time.time() + 2))
+
+    promote_started = time.time()
+    promote = converge.run_playbook("dr", "promote")
+    print(f"promote DR: {promote.summary()}")
+    assert promote.ok, playbook_failures(promote)
+    events.append((time.time(), "promote.yml done"))
+    first_write = None
+    deadline = cut_at + RTO_WAIT_S
+    while first_write is None and time.time() < deadline:
+        time.sleep(5)
+        first_write = _first_stored_batch(dr_master, promote_started)
+    assert first_write is not None, f"the DR stream stored nothing within {RTO_WAIT_S}s of the cut"
+    rto_s = first_write - cut_at
+    events.append((first_write, "first DR lake write"))
+    print(f"RTO: {rto_s:.0f}s (promote.yml {promote.elapsed_s:.0f}s)")
+
+    # The cut is real (checked after the promote, not to delay it: ssh retries for a minute).
+    assert host_ssh(primary_broker, "true", 30).returncode != 0, (
+        "the primary's broker answers during the outage"
+    )
+
+    # Conservation on DR: its collectors stop, the audit waits for the stream to drain DR's raw topic.
+    for host in dr_collectors:
+        must(host_ssh(host, "systemctl stop fms-collector", 180))
+    rc, audit = _spark_job_json(dr_master, f"audit --wait-seconds {AUDIT_WAIT_S}", AUDIT_WAIT_S + 600)
+    print(f"DR audit: rc={rc} {json.dumps(audit)[:600]}")
+
+    # RPO: the primary, healed, against DR.
+    heal_at = cut_at + OUTAGE_S
+    time.sleep(max(0.0, heal_at - time.time() + 5))
+    events.append((heal_at, "primary healed"))
+    # The primary's brokers form their quorum again after the cut: wait until they answer.
+    healed_deadline = time.monotonic() + HEAL_WAIT_S
+    while True:
+        try:
+            first = _offsets(primary_broker, raw, -2)
+            break
+        except AssertionError:
+            assert time.monotonic() < healed_deadline, (
+                f"the primary's Kafka does not answer {HEAL_WAIT_S}s after the heal"
+            )
+            time.sleep(10)
+    events.append((time.time(), "primary Kafka answers"))
+    end = _offsets(primary_broker, raw, -1)
+    losses: dict[int, PartitionLoss] = {}
+    appended_ms: list[int] = []
+    for p in sorted(end):
+        primary = _records(primary_broker, raw, p, end[p] - first.get(p, 0), committed=False)
+        appended_ms += [ts for ts, _ in primary]
+        at_cut = sum(1 for ts, _ in primary if ts < cut_at * 1000)
+        losses[p] = _compare_at_cut(
+            primary, _digests(dr_broker, raw, p, at_cut, committed=True), cut_at * 1000
+        )
+    lost_ts = sorted(ts for loss in losses.values() for ts in loss.lost_ts_ms)
+    rpo_s = (cut_at * 1000 - lost_ts[0]) / 1000 if lost_ts else 0.0
+    report = {
+        "scenario": "dr_failover",
+        "rto_s": round(rto_s, 1),
+        "rpo_s": round(rpo_s, 1),
+        "rpo_records": len(lost_ts),
+        "acked": sum(loss.at_cut for loss in losses.values()),
+        "lost_beyond_rpo": sum(1 for ts in lost_ts if ts < (cut_at - RPO_TARGET_S) * 1000),
+        "duplicated": sum(loss.duplicated for loss in losses.values()) + int(audit.get("double_counted", 0)),
+        "out_of_order": sum(loss.out_of_order for loss in losses.values()),
+        "failback_rto_s": None,  # failback is not built yet
+        "promote_s": round(promote.elapsed_s, 1),
+        "outage_s": OUTAGE_S,
+        "dr_audit": {
+            k: audit.get(k)
+            for k in (
+                "conserved",
+                "records_in",
+                "stored",
+                "dead_lettered",
+                "duplicates",
+                "missing",
+                "double_counted",
+            )
+        },
+    }
+    path = chaos_report.write(
+        report, events, appended_ms, out=DRILL_OUT, ylabel="records appended to the primary's raw topic / s"
+    )
+    print(f"drill report {path}\n{json.dumps(report)}")
+    assert audit.get("conserved") and audit.get("missing") == 0 and audit.get("double_counted") == 0, (
+        f"the DR lake does not conserve DR's raw topic: {json.dumps(audit)[:3000]}"
+    )
+    assert report["acked"] > 0, report
+    assert report["lost_beyond_rpo"] == 0 and report["duplicated"] == 0 and report["out_of_order"] == 0, (
+        report
+    )
+    assert rto_s <= RTO_TARGET_S, f"RTO {rto_s:.0f}s exceeds {RTO_TARGET_S}s: {report}"
+
+
+# ---------------------------------------------------------------------------- the pre-check without peering
+
+
+def test_precheck_without_the_peering_says_why(standby):
+    """Terraform's own switch removes the peering: the pre-check fails and names the cause."""
     started = time.monotonic()
     orchestrate.up("dr", PROFILE, apply=_apply_without_peering)
-    try:
-        cut = converge.run_playbook("dr", "dr_precheck")
-        print(f"DR pre-check without the peering: {cut.summary()} ({time.monotonic() - started:.0f}s)")
-        assert not cut.ok
-        log = " ".join(cut.log.read_text(errors="replace").split())  # the YAML callback folds long messages
-        assert "no network path between the regions" in log and "peering" in log, playbook_failures(cut)
-    finally:
-        orchestrate.down(["dr"])
+    cut = converge.run_playbook("dr", "dr_precheck")
+    print(f"DR pre-check without the peering: {cut.summary()} ({time.monotonic() - started:.0f}s)")
+    assert not cut.ok
+    log = " ".join(cut.log.read_text(errors="replace").split())  # the YAML callback folds long messages
+    assert "no network path between the regions" in log and "peering" in log, playbook_failures(cut)

@@ -33,6 +33,7 @@ PLAYBOOKS = {
     "monitoring": "ansible/monitoring.yml",
     "promote": "ansible/promote.yml",
     "dr_precheck": "ansible/dr_precheck.yml",
+    "region_outage": "ansible/region_outage.yml",
 }
 RECAP_LINE = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
 PLAY_LINE = re.compile(r"^PLAY \[(?P<name>.*)\] \*+")
