@@ -64,6 +64,7 @@ RTO_WAIT_S = 480
 RPO_TARGET_S = 30
 AUDIT_WAIT_S = 600
 HEAL_WAIT_S = 180
+PRIMARY_RESUME_S = 300
 DRILL_OUT = REPO / "build" / "drill"
 
 
@@ -306,6 +307,16 @@ def test_failover_after_a_region_outage_loses_no_acknowledged_record(standby):
         losses[p] = _compare_at_cut(
             primary, _digests(dr_broker, raw, p, at_cut, committed=True), cut_at * 1000
         )
+    # The primary comes back by itself: its stream (restarted by systemd throughout the cut) stores again.
+    primary_master = first_in_group("spark_master")
+    resumed = None
+    deadline = time.time() + PRIMARY_RESUME_S
+    while resumed is None and time.time() < deadline:
+        resumed = _first_stored_batch(primary_master, heal_at)
+        if resumed is None:
+            time.sleep(10)
+    if resumed is not None:
+        events.append((resumed, "primary stream stores again"))
     lost_ts = sorted(ts for loss in losses.values() for ts in loss.lost_ts_ms)
     rpo_s = (cut_at * 1000 - lost_ts[0]) / 1000 if lost_ts else 0.0
     report = {
@@ -318,6 +329,7 @@ def test_failover_after_a_region_outage_loses_no_acknowledged_record(standby):
         "duplicated": sum(loss.duplicated for loss in losses.values()) + int(audit.get("double_counted", 0)),
         "out_of_order": sum(loss.out_of_order for loss in losses.values()),
         "failback_rto_s": None,  # failback is not built yet
+        "primary_resumed_s": round(resumed - heal_at, 1) if resumed is not None else None,
         "promote_s": round(promote.elapsed_s, 1),
         "outage_s": OUTAGE_S,
         "dr_audit": {
@@ -344,6 +356,7 @@ def test_failover_after_a_region_outage_loses_no_acknowledged_record(standby):
     assert report["lost_beyond_rpo"] == 0 and report["duplicated"] == 0 and report["out_of_order"] == 0, (
         report
     )
+    assert resumed is not None, f"the primary's stream stored nothing within {PRIMARY_RESUME_S}s of the heal"
     assert rto_s <= RTO_TARGET_S, f"RTO {rto_s:.0f}s exceeds {RTO_TARGET_S}s: {report}"
 
 

@@ -513,6 +513,8 @@ def test_units_have_the_required_keys(rendered: Path, unit: str) -> None:
     assert svc["CapabilityBoundingSet"] == [""]
     if unit in ("fms-collector.service", "fms-stream.service"):
         assert svc["Type"] == ["simple"] and svc["Restart"] == ["on-failure"]
+        # an outage longer than any start limit must not leave the pipeline down once it passes
+        assert u["Unit"]["StartLimitIntervalSec"] == ["0"] and svc["RestartPreventExitStatus"] == ["1"]
         assert u["Install"]["WantedBy"] == ["multi-user.target"]
     else:
         assert svc["Type"] == ["oneshot"] and "Install" not in u
