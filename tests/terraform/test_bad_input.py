@@ -81,6 +81,12 @@ CASES = {
         None,
         "Use your office or VPN range",
     ),
+    # The secrets backups must outlive the active region: only the standby stack holds their bucket.
+    "secrets_backup_bucket_on_the_active_stack": (
+        {"enable_secrets_backup_bucket": "true"},
+        None,
+        "the secrets backups belong to the standby stack",
+    ),
     "emr_without_in_transit_certificates": (
         {"enable_emr": "true"},
         None,

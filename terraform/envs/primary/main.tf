@@ -147,6 +147,27 @@ module "storage" {
   tags          = local.tags
 }
 
+# Vault-encrypted backups of the sites' secrets directories (ansible/secrets_backup.yml: the
+# site CA's key and certificate, the generated passwords, the cluster ids). The bucket lives
+# with the standby stack, in the DR region: a new control machine must be able to restore
+# them and converge DR when the active region, and the control machine that served it, are gone.
+locals {
+  secrets_backup_bucket = coalesce(var.enable_secrets_backup_bucket, local.stack.role == "standby")
+}
+
+module "secrets_backup_bucket" {
+  source      = "../../modules/s3_bucket"
+  count       = local.secrets_backup_bucket ? 1 : 0
+  name        = "${local.bucket_prefix}-secrets-backup"
+  kms_key_arn = module.kms.key_arn
+  access_log_target = {
+    bucket = module.storage.access_log_delivery_target # waits for its log-delivery grant
+    prefix = "secrets-backup/"
+  }
+  force_destroy = var.lake_force_destroy
+  tags          = merge(local.tags, { Tier = "secrets-backup" })
+}
+
 module "iam" {
   source           = "../../modules/iam"
   name             = local.name

@@ -68,6 +68,11 @@ output "kms_key_arn" {
   value       = module.kms.key_arn
 }
 
+output "secrets_backup_bucket" {
+  description = "Bucket of the vault-encrypted secrets backups, in this (the standby's) region: give it to ansible/secrets_backup.yml and secrets_restore.yml as fms_secrets_backup_bucket. null where enable_secrets_backup_bucket is off (the active stack)."
+  value       = one(module.secrets_backup_bucket[*].id)
+}
+
 output "emr_cluster_id" {
   description = "EMR cluster ID when enable_emr."
   value       = module.emr.cluster_id

@@ -193,9 +193,19 @@ variable "bucket_prefix" {
 }
 
 variable "lake_force_destroy" {
-  description = "Let terraform destroy non-empty lake buckets. Only for labs and tests."
+  description = "Let terraform destroy non-empty lake (and secrets backup) buckets. Only for labs and tests."
   type        = bool
   default     = false
+}
+
+variable "enable_secrets_backup_bucket" {
+  description = "S3 bucket for the vault-encrypted backups of the sites' secrets directories (ansible/secrets_backup.yml, output secrets_backup_bucket): versioned, SSE-KMS with this stack's key, public access blocked, access-logged. null (default) = true on the standby stack of platform.yml (the DR region, which must outlive the active one), false on the active one; false removes it (refused while it holds backups, unless lake_force_destroy)."
+  type        = bool
+  default     = null
+  validation {
+    condition     = !(coalesce(var.enable_secrets_backup_bucket, false) && try(local.platform.stacks[var.stack_role].role, "") != "standby")
+    error_message = "enable_secrets_backup_bucket: the secrets backups belong to the standby stack (platform.yml stacks.<name>.role = standby, the DR region); a bucket in the active region would be lost with the secrets it protects. Leave it null here and apply the standby stack."
+  }
 }
 
 variable "lake_replication" {

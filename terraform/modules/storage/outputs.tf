@@ -13,6 +13,11 @@ output "access_log_bucket" {
   value       = module.access_logs.id
 }
 
+output "access_log_delivery_target" {
+  description = "The access-log bucket for other buckets' access_log_target (e.g. the env's secrets backup bucket): known only once its log-delivery grant exists."
+  value       = module.access_logs.log_delivery_target
+}
+
 output "replication_enabled" {
   description = "Whether the lake replicates to the DR region."
   value       = var.replication.enabled
