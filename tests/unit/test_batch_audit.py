@@ -93,6 +93,23 @@ def test_missing_offsets_split_into_lost_and_not_yet_processed() -> None:
     assert AuditResult("raw", RANGES, f, committed_end=None).not_yet_processed == 0
 
 
+def test_transaction_markers_are_offsets_without_a_record() -> None:
+    """A topic MirrorMaker 2 writes with exactly-once support: commit markers take offsets."""
+    f = complete()
+    # partition 0 holds 90 records and 10 commit markers; the lake has every record once
+    f[0] = PartitionFigures(stored=72, dead_lettered=13, duplicates=5, distinct=90, first=0, last=98)
+    r = AuditResult("raw", RANGES, f, committed_end={0: 100, 1: 60})
+    assert r.missing == 10 and r.missing_below_committed_in(0) == 10 and not r.conserved
+    r.markers = {0: 10}
+    assert r.records_in == 140 == r.stored + r.dead_lettered + r.duplicates
+    assert r.missing == 0 and r.balance == 0 and r.conserved
+    d = r.to_dict()
+    assert d["transaction_markers"] == 10 and d["partitions"]["0"]["markers"] == 10
+    # markers explain offsets without a record, never a record the lake lacks
+    f[0].distinct, f[0].stored = 85, 67
+    assert AuditResult("raw", RANGES, f, committed_end={0: 100, 1: 60}, markers={0: 10}).missing == 5
+
+
 def test_a_partition_without_any_lake_row_is_all_missing() -> None:
     f = complete()
     del f[1]
