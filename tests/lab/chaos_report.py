@@ -56,8 +56,21 @@ def _plot(
     for t, what in events:
         colour = "tab:red" if what.startswith(("kill", "cut", "outage")) else "tab:green"
         ax.axvline(t - start, color=colour, lw=0.8, ls="--")
-        ax.text(t - start, top * 1.02, what, rotation=90, fontsize=7, va="bottom", color=colour)
+        # labels in axes height, so they stay inside whatever the y scale
+        ax.text(
+            t - start,
+            0.98,
+            what,
+            rotation=90,
+            fontsize=7,
+            va="top",
+            color=colour,
+            transform=ax.get_xaxis_transform(),
+        )
     ax.set_ylim(0, top * 1.6)
+    typical = sorted(per_second.values())[len(per_second) // 2]
+    if top > 20 * max(typical, 1):  # a burst (buffered writes flushed after a cut) would flatten the rest
+        ax.set_yscale("symlog", linthresh=max(typical, 1))
     ax.set_title(f"{name}: red = fault, green = recovered")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
