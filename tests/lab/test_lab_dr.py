@@ -18,12 +18,11 @@ import functools
 import json
 import re
 import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import chaos_report
 import pytest
+from drill_compare import PartitionLoss, compare_at_cut
 from fms_tools.fmsops import terraform
 from fms_tools.fmsops.platform_contract import load as load_contract
 from fms_tools.lab import converge, orchestrate
@@ -178,37 +177,6 @@ def test_standby_mirrors_every_primary_record_in_order(standby):
 # ---------------------------------------------------------------------------- failover
 
 
-@dataclass
-class PartitionLoss:
-    """One raw partition after the drill: what the primary held at the cut against what DR got."""
-
-    at_cut: int  # primary records appended before the cut
-    mirrored: int  # of those, the prefix DR holds in the same order
-    lost_ts_ms: list[int]  # append times of the primary records DR never got
-    duplicated: int  # copies DR holds of a primary record beyond the primary's own count of it
-    out_of_order: int  # lost records that DR nonetheless holds elsewhere (order broken)
-
-
-def _compare_at_cut(primary: list[tuple[int, str]], standby: list[str], cut_ms: int) -> PartitionLoss:
-    """The primary's records appended before `cut_ms` against the standby's first records."""
-    want = [(ts, d) for ts, d in primary if ts < cut_ms]
-    got = standby[: len(want)]
-    mirrored = 0
-    while mirrored < min(len(want), len(got)) and got[mirrored] == want[mirrored][1]:
-        mirrored += 1
-    lost = want[mirrored:]
-    wanted = Counter(d for _, d in want)
-    held = set(standby)
-    return PartitionLoss(
-        at_cut=len(want),
-        mirrored=mirrored,
-        lost_ts_ms=[ts for ts, _ in lost],
-        # the collectors send exact duplicates on purpose (bad input): compare counts, not distinctness
-        duplicated=sum(max(0, n - wanted[d]) for d, n in Counter(got).items() if d in wanted),
-        out_of_order=sum(1 for _, d in lost if d in held),
-    )
-
-
 def _first_stored_batch(master: str, since: float) -> float | None:
     """Unix time of the stream's first micro-batch on `master` since `since` that stored records."""
     journal = (
@@ -307,7 +275,7 @@ def test_failover_after_a_region_outage_loses_no_acknowledged_record(standby):
         primary = _records(primary_broker, raw, p, end[p] - first.get(p, 0), committed=False)
         appended_ms += [ts for ts, _ in primary]
         at_cut = sum(1 for ts, _ in primary if ts < cut_at * 1000)
-        losses[p] = _compare_at_cut(
+        losses[p] = compare_at_cut(
             primary, _digests(dr_broker, raw, p, at_cut, committed=True), cut_at * 1000
         )
     # The primary comes back by itself: its stream (restarted by systemd throughout the cut) stores again.
