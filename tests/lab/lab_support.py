@@ -266,3 +266,19 @@ def unit_runs(host: str, unit: str, since: float, until: float) -> list[str]:
         "| grep -E 'Started|Finished|Deactivated|Failed' || true"
     )
     return [line for line in must(host_ssh(host, journal)).splitlines() if line.strip()]
+
+
+def last_json(text: str) -> dict:
+    """The last JSON object line of a tool's output (fms-spark-job and the checks print one last)."""
+    lines = [ln for ln in text.splitlines() if ln.startswith("{")]
+    assert lines, f"no JSON result line in:\n{text[-3000:]}"
+    return json.loads(lines[-1])
+
+
+def spark_job(master: str, args: str, timeout_s: float = 900) -> tuple[int, str]:
+    """`fms-spark-job ARGS` on the Spark master: (exit code, stdout + stderr tail)."""
+    started = time.monotonic()
+    res = host_ssh(master, f"/usr/local/sbin/fms-spark-job {args} 2>/tmp/fms-spark-job.err", timeout_s)
+    err = host_ssh(master, "tail -c 4000 /tmp/fms-spark-job.err").stdout
+    print(f"\nfms-spark-job {args}: rc={res.returncode} in {time.monotonic() - started:.0f}s")
+    return res.returncode, res.stdout + "\n--- stderr tail ---\n" + err

@@ -32,10 +32,12 @@ from lab_support import (
     REPO,
     first_in_group,
     host_ssh,
+    last_json,
     must,
     outputs,
     playbook_failures,
     prometheus_api,
+    spark_job,
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.drill]
@@ -187,14 +189,6 @@ def _first_stored_batch(master: str, since: float) -> float | None:
     return float(line.split()[0]) if line else None
 
 
-def _spark_job_json(master: str, args: str, timeout_s: float) -> tuple[int, dict]:
-    res = host_ssh(master, f"/usr/local/sbin/fms-spark-job {args} 2>/tmp/fms-spark-job.err", timeout_s)
-    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
-    err = host_ssh(master, "tail -c 3000 /tmp/fms-spark-job.err").stdout
-    assert lines, f"fms-spark-job {args}: rc={res.returncode}, no JSON line:\n{res.stdout[-2000:]}\n{err}"
-    return res.returncode, json.loads(lines[-1])
-
-
 def test_failover_after_a_region_outage_loses_no_acknowledged_record(standby):
     """The primary region loses its network (every host, the bastion too, daemons left running), DR is
     promoted with the repo's own playbook, and the drill measures:
@@ -249,7 +243,8 @@ def test_failover_after_a_region_outage_loses_no_acknowledged_record(standby):
     # Conservation on DR: its collectors stop, the audit waits for the stream to drain DR's raw topic.
     for host in dr_collectors:
         must(host_ssh(host, "systemctl stop fms-collector", 180))
-    rc, audit = _spark_job_json(dr_master, f"audit --wait-seconds {AUDIT_WAIT_S}", AUDIT_WAIT_S + 600)
+    rc, out = spark_job(dr_master, f"audit --wait-seconds {AUDIT_WAIT_S}", AUDIT_WAIT_S + 600)
+    audit = last_json(out)
     print(f"DR audit: rc={rc} {json.dumps(audit)[:600]}")
 
     # RPO: the primary, healed, against DR.

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from lab_support import host_ssh, must, outputs
+from lab_support import host_ssh, last_json, must, outputs, spark_job
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -40,21 +40,6 @@ AUDIT_WAIT_S = 600
 DLQ_HORIZON_S = 600 + 3600
 RECOMPUTE = Path(__file__).with_name("hourly_recompute.py")
 REMOTE_SCRIPT = "/var/tmp/fms-hourly-recompute.py"
-
-
-def _last_json(text: str) -> dict:
-    lines = [ln for ln in text.splitlines() if ln.startswith("{")]
-    assert lines, f"no JSON result line in:\n{text[-3000:]}"
-    return json.loads(lines[-1])
-
-
-def _spark_job(master: str, args: str, timeout_s: float = 900) -> tuple[int, str]:
-    """`fms-spark-job ARGS` on the Spark master: (exit code, stdout + stderr tail)."""
-    started = time.monotonic()
-    res = host_ssh(master, f"/usr/local/sbin/fms-spark-job {args} 2>/tmp/fms-spark-job.err", timeout_s)
-    err = host_ssh(master, "tail -c 4000 /tmp/fms-spark-job.err").stdout
-    print(f"\nfms-spark-job {args}: rc={res.returncode} in {time.monotonic() - started:.0f}s")
-    return res.returncode, res.stdout + "\n--- stderr tail ---\n" + err
 
 
 @dataclass
@@ -74,8 +59,8 @@ def drained(converged) -> Iterator[Drained]:
         must(host_ssh(host, "systemctl is-active fms-collector && systemctl stop fms-collector", 180))
     stopped_at = datetime.now(UTC)
     try:
-        rc, out = _spark_job(master, f"audit --wait-seconds {AUDIT_WAIT_S}", AUDIT_WAIT_S + 600)
-        audit = _last_json(out)
+        rc, out = spark_job(master, f"audit --wait-seconds {AUDIT_WAIT_S}", AUDIT_WAIT_S + 600)
+        audit = last_json(out)
         print(f"audit after stopping the collectors: {json.dumps(audit)[:600]}")
         assert rc in (0, 2), f"the audit could not run (rc={rc}):\n{out}"
         yield Drained(master, collectors, stopped_at, audit)
@@ -102,9 +87,9 @@ def hourly(drained) -> dict:
     runs = []
     for _ in range(2):
         started = time.time()
-        rc, out = _spark_job(drained.master, f"hourly_summary --hour {key} --assume-closed")
+        rc, out = spark_job(drained.master, f"hourly_summary --hour {key} --assume-closed")
         assert rc == 0, f"hourly_summary failed:\n{out}"
-        runs.append((started, _last_json(out)))
+        runs.append((started, last_json(out)))
     print(f"hourly runs: {[r for _, r in runs]}")
     args = must(host_ssh(drained.master, "grep -v '^#' /etc/fms/hourly-summary.args")).split()
     paths = {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("--")}
@@ -127,7 +112,7 @@ def hourly(drained) -> dict:
     err = host_ssh(drained.master, "tail -c 3000 /tmp/fms-hourly-recompute.err").stdout
     print(f"recomputation ({time.monotonic() - started:.0f}s): {res.stdout.strip()[-1500:]}")
     assert res.returncode in (0, 2), f"recomputation failed (rc={res.returncode}):\n{res.stdout}\n{err}"
-    return {"hour": key, "runs": runs, "recomputed": _last_json(res.stdout)}
+    return {"hour": key, "runs": runs, "recomputed": last_json(res.stdout)}
 
 
 def test_hourly_summary_equals_a_recomputation_from_the_stored_rows(hourly):
@@ -148,7 +133,7 @@ def test_hourly_summary_rerun_changes_nothing(hourly):
 
 
 def test_audit_still_conserves_after_compaction(drained, hourly):
-    rc, out = _spark_job(drained.master, "audit")
-    a = _last_json(out)
+    rc, out = spark_job(drained.master, "audit")
+    a = last_json(out)
     assert rc == 0 and a["conserved"], f"compaction changed what the lake holds: {json.dumps(a)[:3000]}"
     assert a["records_in"] == drained.audit["records_in"], (a, drained.audit)
