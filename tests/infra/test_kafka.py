@@ -16,7 +16,9 @@ RAW, DLQ = (load_platform().topic(key).name for key in ("raw", "dlq"))
 
 KAFKA = "/opt/kafka/bin"
 ADMIN = "--bootstrap-server {bootstrap} --command-config /etc/kafka/admin.properties"
-ENV = "KAFKA_HEAP_OPTS=-Xmx256m"
+# The tools environment the kafka role writes (JAVA_HOME, heap, JVM options), exported for the
+# one command that follows (a prefix that also works at the end of a pipe).
+ENV = """bash -ac '. /etc/kafka/tools.env; exec "$0" "$@"'"""
 
 
 def _properties(host) -> dict[str, str]:

@@ -20,11 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from support import kafka_broker as kb
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "kafka"
 BIN = Path(sys.executable).parent
+# The tools' settings the role passes (its defaults): the gates must work with them.
+ROLE_DEFAULTS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +53,8 @@ def _run(broker: kb.KafkaBroker, tmp_path: Path, module: str, args: dict) -> dic
         "bootstrap_server": broker.bootstrap,
         "command_config": str(command_config),
         **({"java_home": os.environ["JAVA_HOME"]} if os.environ.get("JAVA_HOME") else {}),
+        "heap_size": ROLE_DEFAULTS["kafka_tools_heap_size"],
+        "jvm_opts": ROLE_DEFAULTS["kafka_tools_jvm_opts"],
         **args,
     }
     playbook = tmp_path / "play.yml"

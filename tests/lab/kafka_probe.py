@@ -23,11 +23,9 @@ PARTITIONS = 6
 
 
 def kafka_shell_env() -> str:
-    """JAVA_HOME as the kafka unit has it and a small heap, for the Kafka tools run over ssh."""
-    return (
-        "export JAVA_HOME=$(systemctl show kafka -p Environment --value | tr ' ' '\\n' "
-        "| sed -n 's/^JAVA_HOME=//p'); export KAFKA_HEAP_OPTS=-Xmx256m; "
-    )
+    """The tools environment the kafka role writes on each broker (JAVA_HOME, heap, JVM options),
+    exported for the Kafka tools run over ssh."""
+    return "set -a; . /etc/kafka/tools.env; set +a; "
 
 
 def admin_args(client: str) -> str:
@@ -115,7 +113,8 @@ class KafkaProbe:
             f"{self.env} systemd-run --unit={self.unit} -p RuntimeMaxSec={self.max_s + 120} "
             f"-p StandardOutput=file:{self.work}/producer.jsonl "
             f"-p StandardError=file:{self.work}/producer.err "
-            "-E JAVA_HOME=$JAVA_HOME -E KAFKA_HEAP_OPTS=-Xmx256m "
+            '-E JAVA_HOME="$JAVA_HOME" -E KAFKA_HEAP_OPTS="$KAFKA_HEAP_OPTS" '
+            '-E KAFKA_JVM_PERFORMANCE_OPTS="$KAFKA_JVM_PERFORMANCE_OPTS" '
             "/opt/kafka/bin/kafka-run-class.sh org.apache.kafka.tools.VerifiableProducer "
             f"--topic {self.topic} --bootstrap-server {self.bootstrap} "
             f"--producer.config {self.work}/producer.properties "

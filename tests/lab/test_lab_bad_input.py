@@ -55,6 +55,7 @@ from fms_jobs.quality.rulebook import QualityRules, load_rules
 from fms_jobs.quality.rules import Evaluation, evaluate
 from fms_jobs.quality.schema import CREATED_HEADER, DEVICE_ID, IS_FAIL, MOTORS, SENSORS, SOURCE_HEADER, TIME
 from fms_jobs.simulator.faults import BadKind, dumps, mutate
+from kafka_probe import kafka_shell_env
 from lab_support import host_ssh, must, outputs
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -321,7 +322,8 @@ def _past(committed: dict[int, int], target: dict[int, int]) -> bool:
 def _topic_end(broker: str, bootstrap: str, topic: str) -> dict[int, int]:
     """End offsets of a topic, with Kafka's own tool and the admin client settings on a broker."""
     cmd = (
-        f"{KAFKA_BIN}/kafka-get-offsets.sh --bootstrap-server {bootstrap} --command-config {ADMIN_PROPERTIES}"
+        f"{kafka_shell_env()}{KAFKA_BIN}/kafka-get-offsets.sh"
+        f" --bootstrap-server {bootstrap} --command-config {ADMIN_PROPERTIES}"
     )
     out = must(host_ssh(broker, f"{cmd} --topic {topic}", 120))
     return {int(p): int(o) for p, o in re.findall(rf"^{re.escape(topic)}:(\d+):(\d+)$", out, re.M)}
@@ -330,7 +332,8 @@ def _topic_end(broker: str, bootstrap: str, topic: str) -> dict[int, int]:
 def _consume(broker: str, bootstrap: str, topic: str, ranges: dict[int, tuple[int, int]]) -> dict[int, Any]:
     """Partition -> (values read, stderr tail) of [first, end) of each partition, side by side."""
     jobs = [
-        f"KAFKA_HEAP_OPTS=-Xmx160m {KAFKA_BIN}/kafka-console-consumer.sh --bootstrap-server {bootstrap}"
+        f"{kafka_shell_env()}KAFKA_HEAP_OPTS=-Xmx160m {KAFKA_BIN}/kafka-console-consumer.sh"
+        f" --bootstrap-server {bootstrap}"
         f" --consumer.config {ADMIN_PROPERTIES} --topic {topic} --partition {p} --offset {first}"
         f" --max-messages {last - first} --timeout-ms 60000 > {DLQ_FILE}.{p} 2> {DLQ_FILE}.{p}.err &"
         for p, (first, last) in sorted(ranges.items())
@@ -465,7 +468,7 @@ def run(converged) -> Run:
     topic_config = must(
         host_ssh(
             broker,
-            f"{KAFKA_BIN}/kafka-configs.sh --bootstrap-server {kafka['bootstrap_servers']}"
+            f"{kafka_shell_env()}{KAFKA_BIN}/kafka-configs.sh --bootstrap-server {kafka['bootstrap_servers']}"
             f" --command-config {ADMIN_PROPERTIES} --describe --topic {raw_topic}",
             120,
         )

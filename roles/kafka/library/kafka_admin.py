@@ -32,6 +32,16 @@ options:
   java_home:
     description: JAVA_HOME for the CLI tools.
     type: path
+  heap_size:
+    description: Maximum heap of the CLI tools (-Xmx), e.g. 256m.
+    type: str
+    default: 256m
+  jvm_opts:
+    description:
+      - JVM options for the CLI tools in place of Kafka's C(KAFKA_JVM_PERFORMANCE_OPTS) defaults
+        (which suit a long-running broker); empty keeps Kafka's defaults.
+    type: str
+    default: ""
   topics:
     description: Topics to ensure.
     type: list

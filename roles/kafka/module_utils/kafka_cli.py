@@ -11,6 +11,8 @@ CONNECTION_ARGUMENT_SPEC = {
     "bootstrap_server": {"type": "str", "required": True},
     "command_config": {"type": "path", "required": True},
     "java_home": {"type": "path"},
+    "heap_size": {"type": "str", "default": "256m"},
+    "jvm_opts": {"type": "str", "default": ""},
 }
 
 
@@ -26,7 +28,12 @@ class KafkaCli:
             "--command-config",
             module.params["command_config"],
         ]
-        env = {"KAFKA_HEAP_OPTS": "-Xmx256m", "KAFKA_LOG4J_OPTS": "", "KAFKA_OPTS": "", "JMX_PORT": ""}
+        heap = f"-Xmx{module.params['heap_size']}"
+        env = {"KAFKA_HEAP_OPTS": heap, "KAFKA_LOG4J_OPTS": "", "KAFKA_OPTS": "", "JMX_PORT": ""}
+        # Replaces Kafka's JIT/GC defaults (tuned for a long-running broker) for these
+        # short-lived tools; empty keeps Kafka's own.
+        if module.params.get("jvm_opts"):
+            env["KAFKA_JVM_PERFORMANCE_OPTS"] = module.params["jvm_opts"]
         if module.params.get("java_home"):
             env["JAVA_HOME"] = module.params["java_home"]
         self.env = env
