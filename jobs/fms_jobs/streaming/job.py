@@ -1056,7 +1056,7 @@ class BatchProcessor:
         aggs = self._batch_aggs
         if aggs:
             new = merge(state, aggs, self.rules.anomaly.ewm_alpha, self.signals)
-            self.state.save(batch_id, new)
+            self.state.save(batch_id, new, changed={a.device_id for a in aggs if a.n > 0})
 
     def _latency(self, commit_ms: int, summary: BatchSummary) -> None:
         """e2e latency (creation -> commit of the Parquet files) of the batch's stored rows."""
