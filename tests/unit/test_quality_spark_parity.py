@@ -252,6 +252,39 @@ def test_device_state_store_replay(spark: Any, tmp_path: Path) -> None:
     ]
 
 
+def test_device_state_store_writes_only_changed_devices_between_snapshots(spark: Any, tmp_path: Path) -> None:
+    """Between snapshots a batch writes the devices it changed; a fresh driver rebuilds the same state."""
+    from fms_jobs.sparkutil.hadoopfs import HadoopFS
+    from fms_jobs.streaming.state import DeviceStateStore, DeviceStats
+
+    d = str(tmp_path / "state")
+
+    def stats(n: int) -> DeviceStats:
+        return DeviceStats(n, n * 100, {"sensor1": float(n)}, {"sensor1": float(n * n)})
+
+    store = DeviceStateStore(HadoopFS(spark, d), d, keep=2, snapshot_every=3)
+    history: dict[int, dict[int, DeviceStats]] = {}
+    state = {dev: stats(1) for dev in range(10)}
+    for batch in range(8):
+        state = {**state, batch: stats(batch + 2)}  # batch b changes device b only
+        store.save(batch, state, changed={batch})
+        history[batch] = state
+    files = sorted(p.name for p in (tmp_path / "state").iterdir() if not p.name.startswith("."))
+    # snapshots at 0 (the first), 3 and 6 (every 3 batches; 2 kept), changes of the batches after 3
+    assert files == [
+        "changes-000000000004.json",
+        "changes-000000000005.json",
+        "changes-000000000007.json",
+        "devices-000000000003.json",
+        "devices-000000000006.json",
+    ]
+    assert '"7"' in (tmp_path / "state" / "changes-000000000007.json").read_text()
+    assert '"1"' not in (tmp_path / "state" / "changes-000000000007.json").read_text()
+    for replay in (4, 6, 7, 8):  # a restarted driver replaying the batch
+        fresh = DeviceStateStore(HadoopFS(spark, d), d, keep=2, snapshot_every=3)
+        assert fresh.state_before(replay) == history[replay - 1], replay
+
+
 def test_dead_letter_base64_is_one_line(spark: Any) -> None:
     """The dead-letter topic's value_b64/key_b64: one line, whatever the Spark version's chunking."""
     import base64

@@ -139,6 +139,25 @@ def test_state_merge_new_device_and_ewm_update() -> None:
     assert DeviceStats.from_json(s2[7].to_json()) == s2[7]
 
 
+def test_fast_path_only_when_every_candidate_survived_and_nothing_else() -> None:
+    from fms_jobs.streaming.job import fast_path_holds
+
+    assert fast_path_holds({"cand": 5, "surv": 5, "other": 0})
+    assert not fast_path_holds({"cand": 5, "surv": 4, "other": 0})  # a duplicate or a late row
+    assert not fast_path_holds({"cand": 5, "surv": 5, "other": 1})  # a survivor that is no candidate
+    assert fast_path_holds({"cand": 0, "surv": 0, "other": 0})  # an empty batch
+
+
+def test_latency_histogram_matches_the_bucket_rule() -> None:
+    """lat = commit - created (ms); a row counts in every bucket whose bound (s) it does not exceed."""
+    from fms_jobs.streaming.job import latency_histogram
+
+    h = latency_histogram([9_000, 9_500, 9_900, 10_000, None], 10_000, (0.1, 0.5, 1.0, 5.0))
+    # latencies 1000, 500, 100, 0 ms; the null creation time counts in no bucket and no sum
+    assert h.le_counts == [2, 3, 4, 4] and h.sum_ms == 1600
+    assert latency_histogram([], 1, (1.0,)).le_counts == [0]
+
+
 # ------------------------------------------------------------------ metrics
 
 

@@ -19,10 +19,17 @@ a duplicate - nothing disappears silently.
 
 Per batch, :class:`BatchProcessor`:
 
-1. joins the two views and decides each record's outcome: stored / dead-lettered
-   (reason) / duplicate;
+1. decides each record's outcome: stored / dead-lettered (reason) / duplicate.
+   When every candidate survived duplicate detection (the usual batch) the
+   survivor flag is the candidate flag and the two views need no join: the
+   batch's first pass decides so, and counts the survivors in the same Spark
+   job; a batch with duplicates or late rows is decided again, with the join,
+   from the cached batch;
 2. flags per-device order (OUT_OF_ORDER) and computes the anomaly score against
-   the per-device state of the previous batch (:mod:`.state`);
+   the per-device state of the previous batch (:mod:`.state`); the same job
+   groups the batch by (device, outcome, reason) for the summary, the state and
+   the creation times of the stored rows (the e2e latency histogram is computed
+   on the driver once the commit time is known - no job after publishing);
 3. writes the processed rows (seed 004 schema, Parquet+Snappy, partitioned by
    year/month/day/hour) and the dead letters (original bytes, reason) through
    :class:`fms_jobs.streaming.publish.BatchPublisher` - idempotent per batch id;
@@ -66,12 +73,13 @@ record of the batch.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -316,6 +324,8 @@ class BatchProcessor:
         self.summaries: list[BatchSummary] = []
         self.signals = list(rules.anomaly.signals)
         self._batch_aggs: list[BatchAggregate] = []
+        self._created_ms: list[int] = []  # creation times (ms) of the stored rows of the batch
+        self._offsets_seen: tuple[int, dict[str, Any] | None] = (-2, None)  # (batch id, its offset metadata)
         # one-line base64 in the dead-letter topic, whatever the session defaults are
         spark.conf.set("spark.sql.chunkBase64String.enabled", "false")
         spark.conf.set("spark.sql.session.timeZone", "UTC")
@@ -329,24 +339,31 @@ class BatchProcessor:
     def late_watermark_ms(self, batch_id: int) -> tuple[int, int]:
         """(watermark Spark used to drop late rows in this batch, eviction watermark of this batch)."""
         cur = read_offset_metadata(self.fs_ckpt, self.ckpt, batch_id) or {}
-        prev = read_offset_metadata(self.fs_ckpt, self.ckpt, batch_id - 1) if batch_id > 0 else None
+        # an offset-log entry never changes once written: the previous batch's, read last time, is kept
+        if batch_id > 0 and self._offsets_seen[0] == batch_id - 1:
+            prev = self._offsets_seen[1]
+        else:
+            prev = read_offset_metadata(self.fs_ckpt, self.ckpt, batch_id - 1) if batch_id > 0 else None
+        self._offsets_seen = (batch_id, cur or None)
         evict = int(cur.get("batchWatermarkMs", 0))
         late = int((prev or cur).get("batchWatermarkMs", 0))
         return late, evict
 
     # ------------------------------------------------------------------ decisions
-    def _materialize(self, df: DataFrame) -> dict[str, int]:
-        """Run the micro-batch once (it is persisted) and count candidates and survivors."""
+    @staticmethod
+    def _survivor_counts(df: DataFrame) -> DataFrame:
+        """One row: survivors of duplicate detection that were candidates (``surv``) and any others.
+
+        Not an action of its own: it rides along with the batch's single aggregation (_aggregate),
+        which decides whether the join-free decision of the same pass was right.
+        """
         from pyspark.sql import functions as F
 
         C = F.col
-        cand = C("q_reason").isNull()
-        n = df.agg(
-            F.sum(F.when(C("_all") & cand, 1).otherwise(0)).alias("cand"),
-            F.sum(F.when(~C("_all") & C("_b_cand"), 1).otherwise(0)).alias("surv"),
-            F.sum(F.when(~C("_all") & ~C("_b_cand"), 1).otherwise(0)).alias("other"),
-        ).collect()[0]
-        return {k: int(n[k] or 0) for k in ("cand", "surv", "other")}
+        return df.where(~C("_all")).agg(
+            F.sum(F.when(C("_b_cand"), 1).otherwise(0)).alias("surv"),
+            F.sum(F.when(~C("_b_cand"), 1).otherwise(0)).alias("other"),
+        )
 
     def _decide(
         self,
@@ -375,9 +392,9 @@ class BatchProcessor:
         forced = C("_unwritable").isNotNull()
         cand = C("q_reason").isNull()
         # Fast path: when every candidate survived duplicate detection (the usual case) the
-        # survivor flag equals the candidate flag and the join is not needed.
-        n = counts or self._materialize(df)
-        if n["cand"] == n["surv"] and not n["other"]:
+        # survivor flag equals the candidate flag and the join is not needed. Without counts the
+        # fast path is assumed; process() checks it with the counts of the same pass (fast_path_holds).
+        if counts is None or fast_path_holds(counts):
             j = rows.withColumn("_survivor", cand)
         else:
             surv = df.where(~C("_all")).select("topic", "partition", "offset", F.lit(True).alias("_survivor"))
@@ -653,21 +670,34 @@ class BatchProcessor:
         t = summary.mark("prepare", t0)
         # (partition, offset) -> (output, detail) of the records no output accepts (poison pills)
         unwritable: dict[tuple[int, int], tuple[str, str]] = {}
+        # candidates and survivors of duplicate detection, known after the batch's first pass
+        counts: dict[str, int] | None = None
         try:
-            counts = self._materialize(df)
-            t = summary.mark("read_classify_dedup", t)
             for attempt in range(MAX_WRITE_ROUNDS):
                 if attempt:
                     # Decide, count and write the batch again with the isolated records dead-lettered:
                     # same batch id, the staging directories rewritten, the topic re-sent.
                     summary = BatchSummary(batch_id, watermark_ms=evict_wm, phases=dict(summary.phases))
                     self._restart_outputs(batch_id)
-                if j is not None:
-                    j.unpersist()
                 forced = {key: detail for key, (_, detail) in unwritable.items()}
-                j = self._decide(df, batch_id, late_wm, state, counts, forced)
-                j = j.persist(StorageLevel.MEMORY_AND_DISK)
-                self._summarise(j, summary, state, batch_id)
+                while True:
+                    if j is not None:
+                        j.unpersist()
+                    j = self._decide(df, batch_id, late_wm, state, counts, forced)
+                    j = j.persist(StorageLevel.MEMORY_AND_DISK)
+                    # The first pass is the batch's one Spark job before the writes: it reads Kafka,
+                    # classifies, deduplicates (state store), decides without the survivor join and
+                    # counts, survivors included. Only a batch with duplicates or late rows is then
+                    # decided again with the join (from the cached batch) - as many jobs as before.
+                    first_pass = counts is None
+                    rows, seen = self._aggregate(j, df if first_pass else None)
+                    if first_pass:
+                        counts = seen
+                        t = summary.mark("read_classify_dedup", t)
+                        if not fast_path_holds(counts):
+                            continue
+                    break
+                self._summarise(rows, summary, batch_id)
                 t = summary.mark("decide_and_count", t)
                 if summary.records_in == 0:
                     self._finish(summary, t0)
@@ -707,12 +737,10 @@ class BatchProcessor:
             summary.files = sum(len(p.files) for p in pubs)
             commit_ms = max([p.committed_at_ms for p in pubs], default=int(time.time() * 1000))
             t = summary.mark("publish", t)
-            after: dict[str, Callable[[], None]] = {
-                "after_publish.state": lambda: self._save_state(batch_id, state)
-            }
+            # the latency histogram from the creation times collected by the batch's pass: no Spark job
             if summary.stored:
-                after["after_publish.latency"] = lambda: self._latency(j, commit_ms, summary)
-            summary.phases.update(run_side_by_side(after))
+                self._latency(commit_ms, summary)
+            self._save_state(batch_id, state)
             t = summary.mark("latency_and_state", t)
         finally:
             if j is not None:
@@ -908,9 +936,27 @@ class BatchProcessor:
     def _write_dlq_to(self, dlq: DataFrame, path: str) -> None:
         dlq.coalesce(1).write.mode("overwrite").partitionBy(*PARTITION_COLUMNS).parquet(path)
 
-    def _summarise(
-        self, j: DataFrame, summary: BatchSummary, state: dict[int, DeviceStats], batch_id: int
-    ) -> None:
+    def _dimensions(self) -> dict[str, Column]:
+        from pyspark.sql import functions as F
+
+        C = F.col
+        return {
+            Dimension.COMPLETENESS.value: C("quality_completeness"),
+            Dimension.ACCURACY.value: C("quality_accuracy"),
+            Dimension.CONSISTENCY.value: C("quality_consistency"),
+            Dimension.TIMELINESS.value: C("quality_timeliness"),
+        }
+
+    def _flag_names(self) -> list[str]:
+        return [r.value for r in ReasonCode if self.rules.disposition(r) is Disposition.FLAG]
+
+    def _aggregate(self, j: DataFrame, df: DataFrame | None) -> tuple[list[Any], dict[str, int]]:
+        """The decided batch grouped by (device, outcome, reason), in one Spark job.
+
+        Returns the groups and the counts ``cand`` (candidates), ``surv`` and ``other`` (survivors of
+        duplicate detection, from ``df`` when given; else 0). Each group carries what the summary, the
+        per-device state and the latency histogram need: the stored rows' sums and creation times.
+        """
         from pyspark.sql import functions as F
 
         C = F.col
@@ -918,26 +964,42 @@ class BatchProcessor:
         def as_int(c: Column) -> Column:
             return F.sum(F.when(c, F.lit(1)).otherwise(F.lit(0)))
 
-        dims = {
-            Dimension.COMPLETENESS.value: C("quality_completeness"),
-            Dimension.ACCURACY.value: C("quality_accuracy"),
-            Dimension.CONSISTENCY.value: C("quality_consistency"),
-            Dimension.TIMELINESS.value: C("quality_timeliness"),
-        }
+        dims = self._dimensions()
         clean = reduce_and(list(dims.values()))
-        flag_names = [r.value for r in ReasonCode if self.rules.disposition(r) is Disposition.FLAG]
         is_stored = C("outcome") == F.lit(STORED)
-        aggs = [F.count(F.lit(1)).alias("n")]
+        aggs = [F.count(F.lit(1)).alias("n"), as_int(C("q_reason").isNull()).alias("cand")]
         aggs += [as_int(F.coalesce(c, F.lit(False))).alias(f"p_{k}") for k, c in dims.items()]
         aggs.append(as_int(F.coalesce(clean, F.lit(False))).alias("clean"))
-        aggs += [as_int(F.array_contains(C("quality_flags"), f)).alias(f"f_{f}") for f in flag_names]
+        aggs += [as_int(F.array_contains(C("quality_flags"), f)).alias(f"f_{f}") for f in self._flag_names()]
         aggs.append(F.max(F.when(is_stored, F.unix_micros(C("event_time")))).alias("max_us"))
         for s in self.signals:
             x = C(SIGNAL_COLUMNS[s])
             aggs.append(F.sum(F.when(is_stored, x)).alias(f"s_{s}"))
             aggs.append(F.sum(F.when(is_stored, x * x)).alias(f"q_{s}"))
-        rows = j.groupBy(DEVICE_COLUMN, "outcome", "reason").agg(*aggs).collect()
+        # creation times of the stored rows (8 bytes a record): the e2e latency needs the commit
+        # time, known only after publishing, and a second Spark job for it cost more than this
+        aggs.append(F.collect_list(F.when(is_stored, C("created_ms"))).alias("created_ms"))
+        groups = j.groupBy(DEVICE_COLUMN, "outcome", "reason").agg(*aggs).withColumn("_counts", F.lit(False))
+        if df is not None:
+            groups = groups.unionByName(
+                self._survivor_counts(df).withColumn("_counts", F.lit(True)), allowMissingColumns=True
+            )
+        out: list[Any] = []
+        counts = {"cand": 0, "surv": 0, "other": 0}
+        for r in groups.collect():
+            if r["_counts"]:
+                counts["surv"], counts["other"] = int(r["surv"] or 0), int(r["other"] or 0)
+            else:
+                counts["cand"] += int(r["cand"])
+                out.append(r)
+        return out, counts
+
+    def _summarise(self, rows: list[Any], summary: BatchSummary, batch_id: int) -> None:
+        """The summary, per-device counts, aggregates for the state and creation times of the groups."""
+        dims = self._dimensions()
+        flag_names = self._flag_names()
         batch_aggs: list[BatchAggregate] = []
+        created: list[int] = []
         devices: dict[int, dict[str, Any]] = defaultdict(
             lambda: {
                 "in": 0,
@@ -960,6 +1022,7 @@ class BatchProcessor:
             outcome = r["outcome"]
             if outcome == STORED:
                 summary.stored += n
+                created.extend(r["created_ms"])
             elif outcome == DUP:
                 summary.duplicates += n
             else:
@@ -984,6 +1047,7 @@ class BatchProcessor:
                     )
         summary.devices = dict(devices)
         self._batch_aggs = batch_aggs
+        self._created_ms = created
         if not summary.conserved:
             log.error("batch %d: conservation violated: %s", batch_id, summary)
 
@@ -992,25 +1056,16 @@ class BatchProcessor:
         aggs = self._batch_aggs
         if aggs:
             new = merge(state, aggs, self.rules.anomaly.ewm_alpha, self.signals)
-            self.state.save(batch_id, new)
+            self.state.save(batch_id, new, changed={a.device_id for a in aggs if a.n > 0})
 
-    def _latency(self, j: DataFrame, commit_ms: int, summary: BatchSummary) -> None:
-        from pyspark.sql import functions as F
-
-        C = F.col
-        lat_ms = F.lit(commit_ms) - C("created_ms")
-        buckets = self.metrics.e2e.buckets
-        aggs = [F.count(F.lit(1)).alias("n"), F.sum(lat_ms).alias("sum_ms")]
-        aggs += [
-            F.sum(F.when(lat_ms <= F.lit(b * 1000.0), 1).otherwise(0)).alias(f"b{i}")
-            for i, b in enumerate(buckets)
-        ]
-        row = j.where(C("outcome") == F.lit(STORED)).agg(*aggs).collect()[0]
-        n = int(row["n"])
+    def _latency(self, commit_ms: int, summary: BatchSummary) -> None:
+        """e2e latency (creation -> commit of the Parquet files) of the batch's stored rows."""
+        hist = latency_histogram(self._created_ms, commit_ms, self.metrics.e2e.buckets)
+        n = summary.stored
         if n:
             summary.e2e_count = n
-            summary.e2e_sum_s = float(row["sum_ms"]) / 1000.0
-            self.metrics.e2e.add([int(row[f"b{i}"]) for i in range(len(buckets))], n, summary.e2e_sum_s)
+            summary.e2e_sum_s = hist.sum_ms / 1000.0
+            self.metrics.e2e.add(hist.le_counts, n, summary.e2e_sum_s)
 
     def _dlq_topic_marker(self, batch_id: int) -> str:
         return f"{self.ckpt}/fms_dlq_topic/{batch_id:012d}.done"
@@ -1063,6 +1118,25 @@ class BatchProcessor:
                 summary.seconds,
                 summary.phases,
             )
+
+
+def fast_path_holds(counts: Mapping[str, int]) -> bool:
+    """Every candidate survived duplicate detection and nothing else did: no survivor join needed."""
+    return counts["cand"] == counts["surv"] and not counts["other"]
+
+
+@dataclass
+class LatencyHistogram:
+    le_counts: list[int]  # rows with latency <= each bucket bound
+    sum_ms: int
+
+
+def latency_histogram(
+    created_ms: Iterable[int | None], commit_ms: int, buckets: Sequence[float]
+) -> LatencyHistogram:
+    """Cumulative bucket counts (bounds in seconds) and sum of ``commit_ms - created`` (ms)."""
+    lat = sorted(commit_ms - c for c in created_ms if c is not None)
+    return LatencyHistogram([bisect.bisect_right(lat, b * 1000.0) for b in buckets], sum(lat))
 
 
 def one_line_base64(col: Column) -> Column:
