@@ -19,6 +19,7 @@ from fms_jobs.quality.schema import DEVICE_ID, IS_FAIL, PROCESSED_COLUMN, READIN
 os.environ["TZ"] = "UTC"
 time.tzset()
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DEV, TS, FAILED = PROCESSED_COLUMN[DEVICE_ID], PROCESSED_COLUMN[TIME], PROCESSED_COLUMN[IS_FAIL]
 COLS = [DEV, TS, *[PROCESSED_COLUMN[r] for r in READINGS], FAILED]
 NORMAL = {"temperature": 50.0, "humidity": 40.0, "pressure": 80.0, "motor1_rpm": 1200.0, "motor2_rpm": 850.0}
@@ -224,3 +225,48 @@ def test_closed_loop_without_predictions_counts_the_unplanned_downtime() -> None
     r = run_fleet(spec, None)
     assert r.failures > 0 and r.downtime_min > 0 and r.maintenance_requests == 0
     assert run_fleet(spec, None).downtime_min == r.downtime_min  # the same fleet, twice
+
+
+# ------------------------------------------------------------------ online scoring: bounded running state
+@pytest.mark.spark
+def test_incremental_features_equal_the_offline_ones_on_a_simulated_fleet(spark: Any) -> None:
+    from fms_jobs.prediction.features import SCORABLE, FeatureSpec, add_features, min_std_from_rules
+    from fms_jobs.prediction.fleet import FleetSpec, processed_rows
+    from fms_jobs.prediction.incremental import IncrementalFeatures, Record
+    from fms_jobs.quality.rulebook import load_rules
+
+    # 3 devices x 9 h at 10 s, failures every few hours: baselines fill (4 h), fail, repair, refill
+    fleet = FleetSpec("inc", devices=3, days=0.375, seed=11, failure_rate_per_day=8.0)
+    rows = list(processed_rows(fleet))
+    assert sum(r[FAILED] for r in rows) > 0
+    spec, min_std = FeatureSpec(), min_std_from_rules(load_rules())
+    data = [
+        (r[DEV], EPOCH + timedelta(milliseconds=r[TS]), *[float(r[c]) for c in COLS[2:-1]], r[FAILED])
+        for r in rows
+    ]
+    schema = (
+        f"{DEV} int, {TS} timestamp, " + ", ".join(f"{c} double" for c in COLS[2:-1]) + f", {FAILED} boolean"
+    )
+    offline = add_features(spark.createDataFrame(data, schema), spec, min_std).select(
+        DEV, TS, SCORABLE, *spec.names
+    )
+    t0 = T0.replace(tzinfo=None)
+    want = {
+        (r[DEV], (r[TS] - t0) // timedelta(milliseconds=1)): (list(r)[3:] if r[SCORABLE] else None)
+        for r in offline.collect()
+    }
+    inc = IncrementalFeatures(spec, min_std)
+    t_base = int(T0.timestamp() * 1000)
+    got: dict[tuple[int, int], list[float] | None] = {}
+    for i in range(0, len(rows), 9):  # micro-batches of 3 records per device, as they arrive
+        batch = [Record(r[DEV], r[TS], {c: r[c] for c in COLS[2:-1]}, r[FAILED]) for r in rows[i : i + 9]]
+        for rec, x in inc.update_batch(batch):
+            got[(rec.device, rec.t_ms - t_base)] = x
+    assert got.keys() == want.keys()
+    scorable = [k for k, v in want.items() if v is not None]
+    assert len(scorable) > len(rows) // 3  # most of the fleet after the 4 h warm-up
+    assert [k for k, v in got.items() if v is not None] == [k for k in got if want[k] is not None]
+    assert all(got[k] == want[k] for k in scorable)  # the same floating-point numbers
+    # bounded: one ring per device of max lag + 1 snapshots, whatever the records seen
+    assert inc.ring_size == spec.rows(spec.baseline_start_min) + 1
+    assert {len(d.buf) * 8 for d in inc.devices.values()} == {inc.state_bytes()}
