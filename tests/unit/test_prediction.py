@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from fms_jobs.prediction.benchmark import exact_auc
-from fms_jobs.prediction.evaluate import choose_threshold, pick_threshold
+from fms_jobs.prediction.evaluate import choose_threshold
 from fms_jobs.prediction.fleet import StreamAnomalyScorer
 from fms_jobs.quality.rulebook import QualityRules
 from fms_jobs.quality.schema import DEVICE_ID, IS_FAIL, PROCESSED_COLUMN, READINGS, TIME
@@ -173,14 +173,30 @@ def test_record_threshold_is_the_lowest_reaching_the_target_precision() -> None:
     assert choose_threshold([], 0.9).target_met is False
 
 
-def test_alarm_threshold_needs_every_higher_one_to_reach_the_target() -> None:
-    pts = [(0.2, 0.5, 1.0), (0.4, 0.95, 0.9), (0.6, 0.85, 0.8), (0.8, 0.97, 0.7)]
-    assert pick_threshold(pts, 0.9).threshold == 0.8  # 0.4 reaches it, but 0.6 does not
-    pts[2] = (0.6, 0.92, 0.8)
-    c = pick_threshold(pts, 0.9)
-    assert (c.threshold, c.precision, c.recall, c.target_met) == (0.4, 0.95, 0.9, True)
-    miss = pick_threshold([(0.5, 0.6, 1.0), (0.7, 0.8, 0.5)], 0.9)
-    assert (miss.threshold, miss.target_met) == (0.7, False)
+def test_alarm_setting_is_the_most_cautious_that_keeps_recall_and_lead() -> None:
+    from fms_jobs.prediction.evaluate import AlarmPoint, pick_alarm_setting
+
+    def pt(t: float, hold: float, p: float, r: float, fa: float, lead: float) -> AlarmPoint:
+        return AlarmPoint(t, hold, p, r, fa, lead)
+
+    pts = [
+        pt(0.5, 0, 0.90, 1.0, 3.0, 28),  # too many false alarms
+        pt(0.8, 0, 0.97, 1.0, 0.0, 26),
+        pt(0.9, 0, 0.97, 1.0, 0.0, 25),
+        pt(0.8, 2, 0.97, 1.0, 0.0, 24),
+        pt(0.9, 2, 0.97, 0.96, 0.0, 22),
+        pt(0.9, 5, 0.97, 0.90, 0.0, 14),  # too late and too few caught
+    ]
+    c = pick_alarm_setting(pts, 0.95, 1.0, min_recall=0.95, min_lead_min=15)
+    assert (c.threshold, c.hold_min, c.target_met, c.median_lead_min) == (0.9, 2, True, 22)
+    # a higher threshold of the same hold that misses the targets makes the lower ones unsafe
+    pts.append(pt(0.95, 2, 0.90, 0.9, 2.0, 20))
+    c = pick_alarm_setting(pts, 0.95, 1.0, min_recall=0.95, min_lead_min=15)
+    assert (c.threshold, c.hold_min, c.target_met) == (0.9, 0, True)
+    # none keeps recall and lead: the safe point with the best recall, target not met
+    miss = pick_alarm_setting(pts, 0.95, 1.0, min_recall=1.0, min_lead_min=27)
+    assert (miss.threshold, miss.hold_min, miss.target_met) == (0.8, 0, False)
+    assert pick_alarm_setting([], 0.95, 1.0, 0.95, 15).target_met is False
 
 
 # ------------------------------------------------------------------ the stream's z-score, offline
@@ -270,3 +286,33 @@ def test_incremental_features_equal_the_offline_ones_on_a_simulated_fleet(spark:
     # bounded: one ring per device of max lag + 1 snapshots, whatever the records seen
     assert inc.ring_size == spec.rows(spec.baseline_start_min) + 1
     assert {len(d.buf) * 8 for d in inc.devices.values()} == {inc.state_bytes()}
+
+
+@pytest.mark.spark
+def test_alarm_state_is_the_offline_alarm_rule(spark: Any) -> None:
+    import random
+
+    from fms_jobs.prediction.features import SCORABLE, FeatureSpec
+    from fms_jobs.prediction.incremental import AlarmState, hold_rows
+    from fms_jobs.prediction.train import ALARM_RISK, HELD_RISK, add_alarm_risk, add_held_risk
+    from fms_jobs.quality.schema import FAILURE_RISK
+
+    spec = FeatureSpec()
+    rng = random.Random(3)
+    data = []
+    for dev in (1, 2):
+        for m in range(200):  # one record each 10 s; risk None where not scorable
+            risk = None if m < 5 or 90 <= m < 95 else rng.random()
+            data.append((dev, T0 + timedelta(seconds=10 * m), risk is not None, risk))
+    df = spark.createDataFrame(data, f"{DEV} int, {TS} timestamp, {SCORABLE} boolean, {FAILURE_RISK} double")
+    out = add_held_risk(add_alarm_risk(df, spec, 2.0), spec, 1.0).orderBy(DEV, TS).collect()
+    state = AlarmState(spec.rows(2.0), hold_rows(spec, 1.0))
+    assert (state.smooth, state.hold) == (12, 6)
+    for r, (dev, _, _, risk) in zip(out, data, strict=True):
+        alarm, held = state.update(dev, risk)
+        assert (alarm is None, held is None) == (r[ALARM_RISK] is None, r[HELD_RISK] is None)
+        if alarm is not None:
+            assert alarm == pytest.approx(r[ALARM_RISK], abs=1e-12)
+        if held is not None:
+            assert held == pytest.approx(r[HELD_RISK], abs=1e-12)
+    assert sum(r[HELD_RISK] is not None for r in out) > 300

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fms_jobs.prediction.fleet import FleetSpec
-from fms_jobs.prediction.online import OnlineFeatures, TreeEnsemble
+from fms_jobs.prediction.incremental import AlarmState, IncrementalFeatures, hold_rows
+from fms_jobs.prediction.online import TreeEnsemble
 from fms_jobs.quality.schema import DEVICE_ID, IS_FAIL, PROCESSED_COLUMN, READINGS
 from fms_jobs.simulator.fleet import FleetSimulator
 
@@ -49,13 +50,14 @@ def run_fleet(
     t0 = time.monotonic()
     sim = FleetSimulator(spec.simulator_config())
     warmup_ms = spec.start_ms
-    feats = ens = None
-    smooth = 1
+    feats = ens = alarms = None
     thr = 1.0
     if model is not None:
-        feats = OnlineFeatures(model.spec, min_std)
+        feats = IncrementalFeatures(model.spec, min_std)
         ens = TreeEnsemble.from_mllib(model.pipeline.stages[-1])
-        smooth = model.spec.rows(model.params.smooth_min)
+        alarms = AlarmState(
+            model.spec.rows(model.params.smooth_min), hold_rows(model.spec, model.threshold.hold_min)
+        )
         thr = model.threshold.threshold
         warmup_ms += int(model.spec.baseline_start_min * 60_000)
     else:
@@ -80,13 +82,13 @@ def run_fleet(
             if not was_failed.get(dev, False):
                 failures += 1
         was_failed[dev] = failed
-        if feats is None or ens is None or rec.event_ms is None:
+        if feats is None or ens is None or alarms is None or rec.event_ms is None:
             continue
         values = {PROCESSED_COLUMN[r]: obj[r] for r in READINGS}
         x = feats.update(dev, rec.event_ms, values, failed)
         risk = None if x is None else ens.probability(x)
-        alarm = feats.smoothed(dev, risk, smooth)
-        if alarm is None or alarm < thr or dev in pending:
+        _, held = alarms.update(dev, risk)
+        if held is None or held < thr or dev in pending:
             continue
         if rec.event_ms - last_request.get(dev, -(10**15)) < cooldown_min * 60_000:
             continue

@@ -93,7 +93,8 @@ def score_fleets(
 
     C = F.col
     prepared = prepare(spark.read.parquet(*paths), model.spec, params.horizon_min, min_std).cache()
-    scored = score(model.pipeline, prepared, model.spec, params, model.threshold.threshold, model.version)
+    t = model.threshold
+    scored = score(model.pipeline, prepared, model.spec, params, t.threshold, model.version, t.hold_min)
     # the baseline warns where the stream flags an operating device: anomaly_flag without isFail
     scored = scored.withColumn(BASELINE_WARN, C(ANOMALY_FLAG) & ~C(FAILED)).cache()
     scored.count()
@@ -174,6 +175,7 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
         "horizon_min": report["model"]["params"]["horizon_min"],
         "model_version": report["model"]["version"],
         "threshold": report["model"]["threshold"]["threshold"],
+        "hold_min": report["model"]["threshold"].get("hold_min"),
     }
 
 
