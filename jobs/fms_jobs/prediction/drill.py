@@ -102,8 +102,20 @@ def score_fleets(
     return scored
 
 
+def detector_metrics(
+    scored: Any, warn_col: str, score_col: str, params: TrainParams, interval_s: float
+) -> dict[str, Any]:
+    """One detector (the model, or the baseline) on the scored records: per record and per alarm."""
+    from pyspark.sql import functions as F
+
+    return {
+        "records": record_metrics(scored.where(F.col(SCORABLE)), warn_col, score_col),
+        "alarms": alarm_metrics(scored, warn_col, params.horizon_min, params.clear_min, interval_s),
+    }
+
+
 def fleet_metrics(scored: Any, params: TrainParams, interval_s: float) -> dict[str, Any]:
-    """Model and baseline on the same records."""
+    """Model and baseline on the same records, through the same metrics."""
     from pyspark.sql import functions as F
 
     C = F.col
@@ -113,14 +125,8 @@ def fleet_metrics(scored: Any, params: TrainParams, interval_s: float) -> dict[s
         "records": scored.count(),
         "scorable_records": recs.count(),
         "positive_records": recs.where(C(LABEL) == 1.0).count(),
-        "model": {
-            "records": record_metrics(recs, WARN, FAILURE_RISK),
-            "alarms": alarm_metrics(scored, WARN, params.horizon_min, params.clear_min, interval_s),
-        },
-        "baseline": {
-            "records": record_metrics(recs, BASELINE_WARN, ANOMALY_SCORE),
-            "alarms": alarm_metrics(scored, BASELINE_WARN, params.horizon_min, params.clear_min, interval_s),
-        },
+        "model": detector_metrics(scored, WARN, FAILURE_RISK, params, interval_s),
+        "baseline": detector_metrics(scored, BASELINE_WARN, ANOMALY_SCORE, params, interval_s),
     }
 
 
