@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from fms_jobs.prediction.benchmark import exact_auc
-from fms_jobs.prediction.evaluate import choose_threshold, pick_threshold
+from fms_jobs.prediction.evaluate import choose_threshold
 from fms_jobs.prediction.fleet import StreamAnomalyScorer
 from fms_jobs.quality.rulebook import QualityRules
 from fms_jobs.quality.schema import DEVICE_ID, IS_FAIL, PROCESSED_COLUMN, READINGS, TIME
@@ -19,6 +19,7 @@ from fms_jobs.quality.schema import DEVICE_ID, IS_FAIL, PROCESSED_COLUMN, READIN
 os.environ["TZ"] = "UTC"
 time.tzset()
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DEV, TS, FAILED = PROCESSED_COLUMN[DEVICE_ID], PROCESSED_COLUMN[TIME], PROCESSED_COLUMN[IS_FAIL]
 COLS = [DEV, TS, *[PROCESSED_COLUMN[r] for r in READINGS], FAILED]
 NORMAL = {"temperature": 50.0, "humidity": 40.0, "pressure": 80.0, "motor1_rpm": 1200.0, "motor2_rpm": 850.0}
@@ -172,14 +173,30 @@ def test_record_threshold_is_the_lowest_reaching_the_target_precision() -> None:
     assert choose_threshold([], 0.9).target_met is False
 
 
-def test_alarm_threshold_needs_every_higher_one_to_reach_the_target() -> None:
-    pts = [(0.2, 0.5, 1.0), (0.4, 0.95, 0.9), (0.6, 0.85, 0.8), (0.8, 0.97, 0.7)]
-    assert pick_threshold(pts, 0.9).threshold == 0.8  # 0.4 reaches it, but 0.6 does not
-    pts[2] = (0.6, 0.92, 0.8)
-    c = pick_threshold(pts, 0.9)
-    assert (c.threshold, c.precision, c.recall, c.target_met) == (0.4, 0.95, 0.9, True)
-    miss = pick_threshold([(0.5, 0.6, 1.0), (0.7, 0.8, 0.5)], 0.9)
-    assert (miss.threshold, miss.target_met) == (0.7, False)
+def test_alarm_setting_is_the_most_cautious_that_keeps_recall_and_lead() -> None:
+    from fms_jobs.prediction.evaluate import AlarmPoint, pick_alarm_setting
+
+    def pt(t: float, hold: float, p: float, r: float, fa: float, lead: float) -> AlarmPoint:
+        return AlarmPoint(t, hold, p, r, fa, lead)
+
+    pts = [
+        pt(0.5, 0, 0.90, 1.0, 3.0, 28),  # too many false alarms
+        pt(0.8, 0, 0.97, 1.0, 0.0, 26),
+        pt(0.9, 0, 0.97, 1.0, 0.0, 25),
+        pt(0.8, 2, 0.97, 1.0, 0.0, 24),
+        pt(0.9, 2, 0.97, 0.96, 0.0, 22),
+        pt(0.9, 5, 0.97, 0.90, 0.0, 14),  # too late and too few caught
+    ]
+    c = pick_alarm_setting(pts, 0.95, 1.0, min_recall=0.95, min_lead_min=15)
+    assert (c.threshold, c.hold_min, c.target_met, c.median_lead_min) == (0.9, 2, True, 22)
+    # a higher threshold of the same hold that misses the targets makes the lower ones unsafe
+    pts.append(pt(0.95, 2, 0.90, 0.9, 2.0, 20))
+    c = pick_alarm_setting(pts, 0.95, 1.0, min_recall=0.95, min_lead_min=15)
+    assert (c.threshold, c.hold_min, c.target_met) == (0.9, 0, True)
+    # none keeps recall and lead: the safe point with the best recall, target not met
+    miss = pick_alarm_setting(pts, 0.95, 1.0, min_recall=1.0, min_lead_min=27)
+    assert (miss.threshold, miss.hold_min, miss.target_met) == (0.8, 0, False)
+    assert pick_alarm_setting([], 0.95, 1.0, 0.95, 15).target_met is False
 
 
 # ------------------------------------------------------------------ the stream's z-score, offline
@@ -224,3 +241,78 @@ def test_closed_loop_without_predictions_counts_the_unplanned_downtime() -> None
     r = run_fleet(spec, None)
     assert r.failures > 0 and r.downtime_min > 0 and r.maintenance_requests == 0
     assert run_fleet(spec, None).downtime_min == r.downtime_min  # the same fleet, twice
+
+
+# ------------------------------------------------------------------ online scoring: bounded running state
+@pytest.mark.spark
+def test_incremental_features_equal_the_offline_ones_on_a_simulated_fleet(spark: Any) -> None:
+    from fms_jobs.prediction.features import SCORABLE, FeatureSpec, add_features, min_std_from_rules
+    from fms_jobs.prediction.fleet import FleetSpec, processed_rows
+    from fms_jobs.prediction.incremental import IncrementalFeatures, Record
+    from fms_jobs.quality.rulebook import load_rules
+
+    # 3 devices x 9 h at 10 s, failures every few hours: baselines fill (4 h), fail, repair, refill
+    fleet = FleetSpec("inc", devices=3, days=0.375, seed=11, failure_rate_per_day=8.0)
+    rows = list(processed_rows(fleet))
+    assert sum(r[FAILED] for r in rows) > 0
+    spec, min_std = FeatureSpec(), min_std_from_rules(load_rules())
+    data = [
+        (r[DEV], EPOCH + timedelta(milliseconds=r[TS]), *[float(r[c]) for c in COLS[2:-1]], r[FAILED])
+        for r in rows
+    ]
+    schema = (
+        f"{DEV} int, {TS} timestamp, " + ", ".join(f"{c} double" for c in COLS[2:-1]) + f", {FAILED} boolean"
+    )
+    offline = add_features(spark.createDataFrame(data, schema), spec, min_std).select(
+        DEV, TS, SCORABLE, *spec.names
+    )
+    t0 = T0.replace(tzinfo=None)
+    want = {
+        (r[DEV], (r[TS] - t0) // timedelta(milliseconds=1)): (list(r)[3:] if r[SCORABLE] else None)
+        for r in offline.collect()
+    }
+    inc = IncrementalFeatures(spec, min_std)
+    t_base = int(T0.timestamp() * 1000)
+    got: dict[tuple[int, int], list[float] | None] = {}
+    for i in range(0, len(rows), 9):  # micro-batches of 3 records per device, as they arrive
+        batch = [Record(r[DEV], r[TS], {c: r[c] for c in COLS[2:-1]}, r[FAILED]) for r in rows[i : i + 9]]
+        for rec, x in inc.update_batch(batch):
+            got[(rec.device, rec.t_ms - t_base)] = x
+    assert got.keys() == want.keys()
+    scorable = [k for k, v in want.items() if v is not None]
+    assert len(scorable) > len(rows) // 3  # most of the fleet after the 4 h warm-up
+    assert [k for k, v in got.items() if v is not None] == [k for k in got if want[k] is not None]
+    assert all(got[k] == want[k] for k in scorable)  # the same floating-point numbers
+    # bounded: one ring per device of max lag + 1 snapshots, whatever the records seen
+    assert inc.ring_size == spec.rows(spec.baseline_start_min) + 1
+    assert {len(d.buf) * 8 for d in inc.devices.values()} == {inc.state_bytes()}
+
+
+@pytest.mark.spark
+def test_alarm_state_is_the_offline_alarm_rule(spark: Any) -> None:
+    import random
+
+    from fms_jobs.prediction.features import SCORABLE, FeatureSpec
+    from fms_jobs.prediction.incremental import AlarmState, hold_rows
+    from fms_jobs.prediction.train import ALARM_RISK, HELD_RISK, add_alarm_risk, add_held_risk
+    from fms_jobs.quality.schema import FAILURE_RISK
+
+    spec = FeatureSpec()
+    rng = random.Random(3)
+    data = []
+    for dev in (1, 2):
+        for m in range(200):  # one record each 10 s; risk None where not scorable
+            risk = None if m < 5 or 90 <= m < 95 else rng.random()
+            data.append((dev, T0 + timedelta(seconds=10 * m), risk is not None, risk))
+    df = spark.createDataFrame(data, f"{DEV} int, {TS} timestamp, {SCORABLE} boolean, {FAILURE_RISK} double")
+    out = add_held_risk(add_alarm_risk(df, spec, 2.0), spec, 1.0).orderBy(DEV, TS).collect()
+    state = AlarmState(spec.rows(2.0), hold_rows(spec, 1.0))
+    assert (state.smooth, state.hold) == (12, 6)
+    for r, (dev, _, _, risk) in zip(out, data, strict=True):
+        alarm, held = state.update(dev, risk)
+        assert (alarm is None, held is None) == (r[ALARM_RISK] is None, r[HELD_RISK] is None)
+        if alarm is not None:
+            assert alarm == pytest.approx(r[ALARM_RISK], abs=1e-12)
+        if held is not None:
+            assert held == pytest.approx(r[HELD_RISK], abs=1e-12)
+    assert sum(r[HELD_RISK] is not None for r in out) > 300

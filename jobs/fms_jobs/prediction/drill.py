@@ -93,7 +93,8 @@ def score_fleets(
 
     C = F.col
     prepared = prepare(spark.read.parquet(*paths), model.spec, params.horizon_min, min_std).cache()
-    scored = score(model.pipeline, prepared, model.spec, params, model.threshold.threshold, model.version)
+    t = model.threshold
+    scored = score(model.pipeline, prepared, model.spec, params, t.threshold, model.version, t.hold_min)
     # the baseline warns where the stream flags an operating device: anomaly_flag without isFail
     scored = scored.withColumn(BASELINE_WARN, C(ANOMALY_FLAG) & ~C(FAILED)).cache()
     scored.count()
@@ -101,8 +102,20 @@ def score_fleets(
     return scored
 
 
+def detector_metrics(
+    scored: Any, warn_col: str, score_col: str, params: TrainParams, interval_s: float
+) -> dict[str, Any]:
+    """One detector (the model, or the baseline) on the scored records: per record and per alarm."""
+    from pyspark.sql import functions as F
+
+    return {
+        "records": record_metrics(scored.where(F.col(SCORABLE)), warn_col, score_col),
+        "alarms": alarm_metrics(scored, warn_col, params.horizon_min, params.clear_min, interval_s),
+    }
+
+
 def fleet_metrics(scored: Any, params: TrainParams, interval_s: float) -> dict[str, Any]:
-    """Model and baseline on the same records."""
+    """Model and baseline on the same records, through the same metrics."""
     from pyspark.sql import functions as F
 
     C = F.col
@@ -112,14 +125,8 @@ def fleet_metrics(scored: Any, params: TrainParams, interval_s: float) -> dict[s
         "records": scored.count(),
         "scorable_records": recs.count(),
         "positive_records": recs.where(C(LABEL) == 1.0).count(),
-        "model": {
-            "records": record_metrics(recs, WARN, FAILURE_RISK),
-            "alarms": alarm_metrics(scored, WARN, params.horizon_min, params.clear_min, interval_s),
-        },
-        "baseline": {
-            "records": record_metrics(recs, BASELINE_WARN, ANOMALY_SCORE),
-            "alarms": alarm_metrics(scored, BASELINE_WARN, params.horizon_min, params.clear_min, interval_s),
-        },
+        "model": detector_metrics(scored, WARN, FAILURE_RISK, params, interval_s),
+        "baseline": detector_metrics(scored, BASELINE_WARN, ANOMALY_SCORE, params, interval_s),
     }
 
 
@@ -174,6 +181,7 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
         "horizon_min": report["model"]["params"]["horizon_min"],
         "model_version": report["model"]["version"],
         "threshold": report["model"]["threshold"]["threshold"],
+        "hold_min": report["model"]["threshold"].get("hold_min"),
     }
 
 

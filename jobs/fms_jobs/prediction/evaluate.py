@@ -1,4 +1,4 @@
-"""Evaluation of a failure predictor: per record, per alarm, and the threshold for a target precision.
+"""Evaluation of a failure predictor: per record, per alarm, and the alarm setting from a validation fleet.
 
 Two views of the same scores:
 
@@ -44,6 +44,9 @@ class ThresholdChoice:
     f1: float
     target_precision: float
     target_met: bool
+    hold_min: float = 0.0  # the alarm risk stays at or above the threshold this long before a warning
+    false_alarms_per_100_device_days: float | None = None
+    median_lead_min: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,26 +98,77 @@ def choose_threshold(
     return ThresholdChoice(b / bins, prec, rec, f1_of(prec, rec), target_precision, met)
 
 
-def pick_threshold(points: Sequence[tuple[float, float, float]], target_precision: float) -> ThresholdChoice:
-    """From (threshold, precision, recall): the lowest threshold above which every point meets the target.
+@dataclass(frozen=True)
+class AlarmPoint:
+    """An alarm setting measured on the validation devices."""
 
-    Alarm precision measured on a validation fleet is noisy from one threshold to the next; a
-    threshold is taken only when all the higher ones reach the target too. Without one, the point
-    with the best precision (ties: the lower threshold) and ``target_met`` false.
+    threshold: float
+    hold_min: float
+    precision: float
+    recall: float
+    false_alarms_per_100_device_days: float | None
+    median_lead_min: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pick_alarm_setting(
+    points: Sequence[AlarmPoint],
+    target_precision: float,
+    target_false_alarms: float,
+    min_recall: float,
+    min_lead_min: float,
+) -> ThresholdChoice:
+    """The most cautious setting (highest threshold, then longest hold) that keeps recall and lead.
+
+    A point is *safe* when its precision reaches ``target_precision`` and its false alarms per 100
+    device-days stay at or below ``target_false_alarms`` - and so do all the higher thresholds of
+    the same hold (alarm precision on a validation fleet is noisy from one threshold to the next).
+    Of the safe points whose recall reaches ``min_recall`` and median lead ``min_lead_min``, the
+    highest threshold (then the longest hold) is taken: a validation fleet sees too few false
+    alarms to tell apart settings that all have none, so the recall and lead margin measured
+    there is spent on caution. Without such a point: the safe point with the best recall (then
+    lead), else the best precision, with ``target_met`` false.
     """
-    pts = sorted(points, key=lambda p: p[0])
-    if not pts:
+    if not points:
         return ThresholdChoice(1.0, 0.0, 0.0, 0.0, target_precision, False)
-    chosen = None
-    for t, p, r in reversed(pts):
-        if p < target_precision:
-            break
-        chosen = (t, p, r)
-    met = chosen is not None
-    if chosen is None:
-        chosen = max(pts, key=lambda q: (q[1], -q[0]))
-    t, p, r = chosen
-    return ThresholdChoice(float(t), float(p), float(r), f1_of(p, r), target_precision, met)
+
+    def meets(p: AlarmPoint) -> bool:
+        fa = p.false_alarms_per_100_device_days
+        return p.precision >= target_precision and fa is not None and fa <= target_false_alarms
+
+    safe: list[AlarmPoint] = []
+    for hold in sorted({p.hold_min for p in points}):
+        for p in sorted((q for q in points if q.hold_min == hold), key=lambda q: -q.threshold):
+            if not meets(p):
+                break
+            safe.append(p)
+    kept = [
+        p
+        for p in safe
+        if p.recall >= min_recall and p.median_lead_min is not None and p.median_lead_min >= min_lead_min
+    ]
+    if kept:
+        c, met = max(kept, key=lambda q: (q.threshold, q.hold_min)), True
+    elif safe:
+        c, met = (
+            max(safe, key=lambda q: (q.recall, q.median_lead_min or 0.0, -q.threshold, -q.hold_min)),
+            False,
+        )
+    else:
+        c, met = max(points, key=lambda q: (q.precision, -q.threshold, -q.hold_min)), False
+    return ThresholdChoice(
+        float(c.threshold),
+        float(c.precision),
+        float(c.recall),
+        f1_of(c.precision, c.recall),
+        target_precision,
+        met,
+        float(c.hold_min),
+        c.false_alarms_per_100_device_days,
+        c.median_lead_min,
+    )
 
 
 def score_histogram(
