@@ -91,6 +91,20 @@ def min_std_from_rules(rules: Any) -> dict[str, float]:
     return {PROCESSED_COLUMN[k]: float(v) for k, v in rules.anomaly.min_stddev.items()}
 
 
+def feature_lags(spec: FeatureSpec) -> list[int]:
+    """Every row offset the features read, 0 (the record itself) included: add_features lags the
+    running sums by each, and the online state (incremental.py) keeps that many snapshots."""
+    lags = {0}
+    lags |= {spec.rows(m) for m in spec.level_minutes}
+    lags |= {spec.rows(m) for m in spec.slope_minutes} | {spec.rows(m) // 2 for m in spec.slope_minutes}
+    lags |= {
+        spec.rows(spec.vol_minutes),
+        spec.rows(spec.baseline_end_min),
+        spec.rows(spec.baseline_start_min),
+    }
+    return sorted(lags)
+
+
 def add_features(df: DataFrame, spec: FeatureSpec, min_std: Mapping[str, float] | None = None) -> DataFrame:
     """df (processed columns) + every feature of spec.names + ``scorable``."""
     from pyspark.sql import Window
@@ -110,16 +124,10 @@ def add_features(df: DataFrame, spec: FeatureSpec, min_std: Mapping[str, float] 
         cums[f"_c2_{s}"] = F.sum(F.when(ok, x * x).otherwise(0.0)).over(running)
     out = df.select("*", *[v.alias(k) for k, v in cums.items()], last_failed.alias("_last_failed"))
     # 2) the same sums k rows back
-    lags = {0}
-    lags |= {spec.rows(m) for m in spec.level_minutes}
-    lags |= {spec.rows(m) for m in spec.slope_minutes} | {spec.rows(m) // 2 for m in spec.slope_minutes}
-    lags |= {
-        spec.rows(spec.vol_minutes),
-        spec.rows(spec.baseline_end_min),
-        spec.rows(spec.baseline_start_min),
-    }
     lag_cols = []
-    for k in sorted(lags - {0}):
+    for k in feature_lags(spec):
+        if k == 0:
+            continue
         for name in cums:
             lag_cols.append(F.lag(C(name), k).over(by_time).alias(f"{name}_l{k}"))
     out = out.select("*", *lag_cols)

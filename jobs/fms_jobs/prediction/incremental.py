@@ -30,24 +30,11 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from fms_jobs.prediction.features import DEFAULT_MIN_STD, SIGNALS, FeatureSpec
+from fms_jobs.prediction.features import DEFAULT_MIN_STD, SIGNALS, FeatureSpec, feature_lags
 
 _NS = len(SIGNALS)
 # one snapshot: [n, sum_0 .. sum_5, sumsq_0 .. sumsq_5] over the device's non-failed readings so far
 _WIDTH = 1 + 2 * _NS
-
-
-def feature_lags(spec: FeatureSpec) -> list[int]:
-    """Every row offset the features read (as :func:`.features.add_features` lags them)."""
-    lags = {0}
-    lags |= {spec.rows(m) for m in spec.level_minutes}
-    lags |= {spec.rows(m) for m in spec.slope_minutes} | {spec.rows(m) // 2 for m in spec.slope_minutes}
-    lags |= {
-        spec.rows(spec.vol_minutes),
-        spec.rows(spec.baseline_end_min),
-        spec.rows(spec.baseline_start_min),
-    }
-    return sorted(lags)
 
 
 def hold_rows(spec: FeatureSpec, hold_min: float) -> int:
