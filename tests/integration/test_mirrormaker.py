@@ -53,6 +53,8 @@ PARTITIONS = 3
 DEVICES = 24
 GROUP = "fms-mm2-proof"  # under the contract's fms- consumer group prefix: MM2 checkpoints it
 OFFSET_LAG_MAX = 100  # roles/mirrormaker defaults: mirrormaker_offset_lag_max
+ROLE_DEFAULTS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+PROVENANCE_HEADER = ROLE_DEFAULTS["mirrormaker_provenance_header"]
 T = TypeVar("T")
 
 RecordId = tuple[str, int]  # (device, per-device sequence): unique per produced record
@@ -75,11 +77,16 @@ def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[kb.Kafk
         yield source, target
 
 
-def render_configs(tmp_path: Path, source: kb.KafkaBroker, target: kb.KafkaBroker) -> tuple[Path, Path]:
-    """mm2.properties and the JMX exporter rules through ansible-playbook (role defaults, contract)."""
+def render_configs(
+    tmp_path: Path, source: kb.KafkaBroker, target: kb.KafkaBroker, target_stack: str = TARGET
+) -> tuple[Path, Path]:
+    """mm2.properties and the JMX exporter rules through ansible-playbook (role defaults, contract),
+    for MM2 into `target_stack`: the standby, or the old primary made the standby for a failback."""
     dest, rules = tmp_path / "mm2.properties", tmp_path / "jmx-mirrormaker.yml"
     overrides = {
-        "fms_stack_role": TARGET,
+        "fms_stack_role": target_stack,
+        # What ansible/demote.yml does to a stack whose platform.yml role is active.
+        "fms_site_role": "standby",
         "fms_environment": "test",
         "mirrormaker_source_bootstrap_servers": source.bootstrap,
         "mirrormaker_target_bootstrap_servers": target.bootstrap,
@@ -160,8 +167,10 @@ def scrape(port: int) -> str:
 class MirrorMaker:
     """MM2 dedicated mode as the role's unit runs it (kafka-run-class.sh + the class)."""
 
-    def __init__(self, kafka_home: Path, properties: Path, workdir: Path, javaagent: str) -> None:
-        self.kafka_home, self.properties, self.workdir = kafka_home, properties, workdir
+    def __init__(
+        self, kafka_home: Path, properties: Path, workdir: Path, javaagent: str, target: str = TARGET
+    ) -> None:
+        self.kafka_home, self.properties, self.workdir, self.target = kafka_home, properties, workdir, target
         self.javaagent = javaagent  # the unit's KAFKA_OPTS: the JMX exporter agent
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -178,7 +187,7 @@ class MirrorMaker:
                     "org.apache.kafka.connect.mirror.MirrorMaker",
                     str(self.properties),
                     "--clusters",
-                    TARGET,
+                    self.target,
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -211,8 +220,10 @@ class MirrorMaker:
 class Producer:
     """Keyed records (device -> JSON with a per-device sequence) to RAW; keeps the acked ones."""
 
-    def __init__(self, broker: kb.KafkaBroker) -> None:
+    def __init__(self, broker: kb.KafkaBroker, devices: str = "dev") -> None:
         from confluent_kafka import Producer as _Producer
+
+        self.devices = devices  # device name prefix: records of different producers never share an id
 
         self._producer = _Producer(
             {"bootstrap.servers": broker.bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5}
@@ -230,7 +241,7 @@ class Producer:
     def produce(self, count: int, seconds: float = 0.0) -> None:
         gap = seconds / count if seconds else 0.0
         for i in range(count):
-            device = f"dev-{i % DEVICES:02d}"
+            device = f"{self.devices}-{i % DEVICES:02d}"
             self.seq[device] += 1
             value = json.dumps({"device": device, "seq": self.seq[device]})
             self._producer.produce(RAW, key=device, value=value, on_delivery=self._ack)
@@ -257,6 +268,7 @@ class Reader:
         start = start if start is not None else dict.fromkeys(range(PARTITIONS), OFFSET_BEGINNING)
         self._consumer.assign([TopicPartition(RAW, p, offset) for p, offset in start.items()])
         self.records: dict[int, list[RecordId]] = {p: [] for p in range(PARTITIONS)}
+        self.marked = Counter[RecordId]()  # records that carry MM2's provenance header (mirrored here)
 
     def poll(self, seconds: float) -> int:
         """Read for up to `seconds`; returns the number of records read so far."""
@@ -265,6 +277,8 @@ class Reader:
             for msg in self._consumer.consume(500, timeout=max(0.05, min(0.5, deadline - time.monotonic()))):
                 if not msg.error():
                     self.records[msg.partition()].append(record_id(msg))
+                    if any(key == PROVENANCE_HEADER for key, _ in msg.headers() or []):
+                        self.marked[record_id(msg)] += 1
         return self.count
 
     def drain(self, idle: float = 3.0, limit: float = 20.0) -> int:
@@ -441,3 +455,95 @@ def test_mm2_mirrors_every_acked_record_once_translates_offsets_and_survives_sig
     assert duplicated == 0, f"{duplicated} records mirrored twice despite exactly-once source support"
     assert not unexpected, f"records on the target that were never acked: {sorted(unexpected)[:5]}"
     assert dst.records == src_reader.records, "target partitions differ from the source's (partition/order)"
+
+
+def test_failback_reverses_the_flow_without_a_cycle(
+    clusters: tuple[kb.KafkaBroker, kb.KafkaBroker], tmp_path: Path
+) -> None:
+    """Failback on two real clusters: DR was promoted and took writes while the primary, back from its
+    outage, took a few of its own; MM2 then runs DR -> primary (the old primary is the standby), and
+    afterwards primary -> DR again. With IdentityReplicationPolicy nothing in the topic names marks a
+    copy: the provenance header does. Oracle: each producer's acks - at the end every acked record is
+    on both clusters exactly once, no copy went back to where it came from, and every copy carries
+    the header while no original does.
+    Starts from whatever the clusters hold (the test above leaves its records mirrored): both
+    clusters are read first, so the counts below are deltas."""
+    primary, dr = clusters  # SOURCE (primary) and TARGET (dr) of the test above
+    started = time.monotonic()
+    for flow in ("forward", "reverse"):
+        (tmp_path / flow).mkdir()
+    forward_props, forward_rules = render_configs(tmp_path / "forward", primary, dr)
+    reverse_props, reverse_rules = render_configs(tmp_path / "reverse", dr, primary, target_stack=SOURCE)
+    assert f"{SOURCE}->{TARGET}.transforms = skipMirrored, markMirrored" in forward_props.read_text()
+    assert f"{TARGET}->{SOURCE}.enabled = true" in reverse_props.read_text(), "reverse flow: DR -> primary"
+    before = {}
+    for name, broker in (("primary", primary), ("dr", dr)):
+        reader = Reader(broker)
+        reader.drain()
+        reader.close()
+        before[name] = Counter(r for records in reader.records.values() for r in records)
+
+    # --- DR promoted: it takes writes; the primary, healed, takes some of its own before it is demoted
+    on_dr, on_primary = Producer(dr, devices="dr"), Producer(primary, devices="healed")
+    on_dr.produce(400)
+    on_primary.produce(150)
+
+    # --- the primary demoted: MM2 DR -> primary copies back only what DR itself received
+    reverse = MirrorMaker(
+        primary.kafka_home,
+        reverse_props,
+        tmp_path / "reverse",
+        f"-javaagent:{jmx_agent_jar()}=127.0.0.1:{kb.free_port()}:{reverse_rules}",
+        target=SOURCE,
+    )
+    at_primary = Reader(primary)
+    expected = sum(before["primary"].values()) + len(on_primary.acked) + len(on_dr.acked)
+    reverse.start()
+    try:
+        wait_for(lambda: at_primary.poll(1.0) >= expected, 150, f"{expected} records on the primary", reverse)
+        at_primary.drain()  # a record copied back twice or a DR copy of the primary's own arrives now
+        took = time.monotonic() - started
+        print(f"\nreverse flow: {len(on_dr.acked)} DR records on the primary at {took:.1f}s")
+    finally:
+        reverse.kill(signal.SIGTERM)
+    got = Counter(r for records in at_primary.records.values() for r in records)
+    back = sum(got[r] - 1 for r in before["primary"] if got[r] > 1)
+    assert back == 0, f"{back} of the primary's own records came back from DR (a replication cycle)"
+    assert all(got[r] == 1 for r in on_dr.acked), "DR's records are not on the primary exactly once"
+    assert got.total() == expected, f"the primary holds {got.total()} records, expected {expected}"
+    assert all(at_primary.marked[r] == 1 for r in on_dr.acked) and not any(
+        at_primary.marked[r] for r in on_primary.acked
+    ), "copies must carry the provenance header and originals must not"
+
+    # --- the switch back: the primary serves again, MM2 primary -> DR resumes where it stopped
+    back_home = Producer(primary, devices="back")
+    back_home.produce(150)
+    forward = MirrorMaker(
+        dr.kafka_home,
+        forward_props,
+        tmp_path / "forward",
+        f"-javaagent:{jmx_agent_jar()}=127.0.0.1:{kb.free_port()}:{forward_rules}",
+    )
+    at_dr = Reader(dr)
+    expected_dr = sum(before["dr"].values()) + len(on_dr.acked) + len(on_primary.acked) + len(back_home.acked)
+    forward.start()
+    try:
+        wait_for(lambda: at_dr.poll(1.0) >= expected_dr, 150, f"{expected_dr} records on DR", forward)
+        at_dr.drain()
+    finally:
+        forward.kill(signal.SIGTERM)
+    at_primary.drain()
+    at_primary.close()
+    at_dr.close()
+    on_both = {
+        name: Counter(r for records in reader.records.values() for r in records)
+        for name, reader in (("primary", at_primary), ("dr", at_dr))
+    }
+    new = on_dr.acked + on_primary.acked + back_home.acked
+    print(
+        f"after failback: primary {on_both['primary'].total()} records, DR {on_both['dr'].total()}; "
+        f"{len(new)} acked during the drill; took {time.monotonic() - started:.1f}s"
+    )
+    for name, copies in on_both.items():
+        assert all(copies[r] == 1 for r in new), f"{name}: an acked record is missing or held twice"
+    assert on_both["primary"] == on_both["dr"], "after failback the clusters hold different records"

@@ -18,6 +18,7 @@ import functools
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import chaos_report
@@ -68,6 +69,8 @@ AUDIT_WAIT_S = 600
 HEAL_WAIT_S = 180
 PRIMARY_RESUME_S = 300
 DRILL_OUT = REPO / "build" / "drill"
+# The conservation audit's figures a drill report keeps.
+AUDIT_KEYS = ("conserved", "records_in", "stored", "dead_lettered", "duplicates", "missing", "double_counted")
 
 
 def _apply_without_peering(env_name: str, url: str, profile: str) -> dict[str, object]:
@@ -196,7 +199,8 @@ def test_failover_after_a_region_outage_loses_no_acknowledged_record(standby):
     RPO  - the primary's records appended before the cut that never reached DR (count, and how far
            before the cut the oldest of them lies), read from the primary once it heals;
     and proves the DR lake conserves everything DR's raw topic holds (the conservation audit).
-    The cut heals by itself after OUTAGE_S; the primary comes back as it was (no failback yet)."""
+    The cut heals by itself after OUTAGE_S; the primary comes back as it was, still serving (the
+    failback test below demotes it)."""
     raw = load_contract().topic("raw").name
     groups = outputs("dr")["inventory_groups"]
     dr_master, dr_collectors, dr_broker = (
@@ -294,22 +298,11 @@ def test_failover_after_a_region_outage_loses_no_acknowledged_record(standby):
         "lost_beyond_rpo": sum(1 for ts in lost_ts if ts < (cut_at - RPO_TARGET_S) * 1000),
         "duplicated": sum(loss.duplicated for loss in losses.values()) + int(audit.get("double_counted", 0)),
         "out_of_order": sum(loss.out_of_order for loss in losses.values()),
-        "failback_rto_s": None,  # failback is not built yet
+        "failback_rto_s": None,  # test_failback_to_the_primary_... fills it in
         "primary_resumed_s": round(resumed - heal_at, 1) if resumed is not None else None,
         "promote_s": round(promote.elapsed_s, 1),
         "outage_s": OUTAGE_S,
-        "dr_audit": {
-            k: audit.get(k)
-            for k in (
-                "conserved",
-                "records_in",
-                "stored",
-                "dead_lettered",
-                "duplicates",
-                "missing",
-                "double_counted",
-            )
-        },
+        "dr_audit": {k: audit.get(k) for k in AUDIT_KEYS},
     }
     path = chaos_report.write(
         report, events, appended_ms, out=DRILL_OUT, ylabel="records appended to the primary's raw topic / s"
@@ -324,6 +317,155 @@ def test_failover_after_a_region_outage_loses_no_acknowledged_record(standby):
     )
     assert resumed is not None, f"the primary's stream stored nothing within {PRIMARY_RESUME_S}s of the heal"
     assert rto_s <= RTO_TARGET_S, f"RTO {rto_s:.0f}s exceeds {RTO_TARGET_S}s: {report}"
+
+
+# ---------------------------------------------------------------------------- failback
+
+
+def _topic_digests(broker: str, topic: str) -> dict[int, Counter[str]]:
+    """Every committed record of `topic` on `broker`'s cluster, as per-partition counts of key/value
+    digests. One console consumer for all partitions; it stops once nothing new came for 20 s
+    (record counts are not offsets here: MM2's transactions leave markers)."""
+    cmd = (
+        f"{kafka_shell_env()} timeout 900 {KAFKA_BIN}/kafka-console-consumer.sh --bootstrap-server "
+        f"{_bootstrap(broker)} --consumer.config {ADMIN_PROPERTIES} --topic {topic} --from-beginning "
+        "--timeout-ms 20000 --isolation-level read_committed "
+        "--property print.partition=true --property print.key=true "
+        f"--property line.separator=$'{RECORD_SEP}' 2>/dev/null | {DIGEST}"
+    )
+    out = must(host_ssh(broker, cmd, 960)).split()
+    counts: dict[int, Counter[str]] = {}
+    for partition, digest in zip(out[::2], out[1::2], strict=True):
+        counts.setdefault(int(partition), Counter())[digest] += 1
+    return counts
+
+
+def _missing(held: dict[int, Counter[str]], other: dict[int, Counter[str]]) -> int:
+    """Records `held` has that `other` lacks, partition by partition (copies counted)."""
+    return sum((counts - other.get(p, Counter())).total() for p, counts in held.items())
+
+
+def _stopped_at(host: str, unit: str) -> float:
+    """Unix time at which `unit` last stopped on `host`."""
+    out = must(host_ssh(host, f'date -d "$(systemctl show -p InactiveEnterTimestamp --value {unit})" +%s.%N'))
+    return float(out.strip())
+
+
+def test_failback_to_the_primary_loses_nothing_and_mirrors_nothing_twice(standby):
+    """After the failover, DR serves; the primary is back. Failback with the repo's playbooks:
+      1. demote.yml on the primary: its pipeline stops, MirrorMaker 2 pulls DR's topics into it
+         (only what DR itself received: MM2 skips records it copied before, the provenance header);
+      2. the switch: demote.yml on DR (its collectors stop first, MM2 from the primary starts), the
+         primary's MM2 caught up (dr_precheck.yml, records lag 0), promote.yml on the primary.
+    Measured: failback RTO (DR's collectors stop -> the primary stream's first stored batch).
+    Proven, with every collector stopped at the end: both clusters' raw topics hold exactly the same
+    records, partition by partition (nothing DR took is missing on the primary, nothing came back
+    twice), and the primary's lake conserves its raw topic (the audit). The drill ends with the
+    primary serving and DR its standby, as it began."""
+    raw = load_contract().topic("raw").name
+    dr_groups, primary_groups = outputs("dr")["inventory_groups"], outputs("primary")["inventory_groups"]
+    dr_collectors, primary_collectors = sorted(dr_groups["collector"]), sorted(primary_groups["collector"])
+    primary_master, primary_broker, dr_broker = (
+        primary_groups["spark_master"][0],
+        primary_groups["kafka"][0],
+        dr_groups["kafka"][0],
+    )
+    events: list[tuple[float, str]] = []
+    started = time.time()
+
+    # DR serves (its collectors stopped for the failover's audit).
+    for host in dr_collectors:
+        must(host_ssh(host, "systemctl start fms-collector", 180))
+    events.append((time.time(), "DR collectors serve"))
+
+    demote_primary = converge.run_playbook("primary", "demote")
+    print(f"\ndemote primary (MM2 DR -> primary): {demote_primary.summary()}")
+    assert demote_primary.ok, playbook_failures(demote_primary)
+    events.append((time.time(), "primary demoted: MM2 DR -> primary"))
+
+    # The switch.
+    demote_dr = converge.run_playbook("dr", "demote")
+    print(f"demote DR (MM2 primary -> DR): {demote_dr.summary()}")
+    assert demote_dr.ok, playbook_failures(demote_dr)
+    switch_at = max(_stopped_at(host, "fms-collector") for host in dr_collectors)
+    events.append((switch_at, "DR collectors stopped"))
+    caught_up = converge.run_playbook(
+        "primary", "dr_precheck", ["-e", "fms_site_role=standby mirrormaker_check_caught_up=true"]
+    )
+    print(f"primary caught up with DR: {caught_up.summary()}")
+    assert caught_up.ok, playbook_failures(caught_up)
+    events.append((time.time(), "primary caught up (records lag 0)"))
+    promote_started = time.time()
+    promote = converge.run_playbook("primary", "promote")
+    print(f"promote primary: {promote.summary()}")
+    assert promote.ok, playbook_failures(promote)
+    events.append((time.time(), "primary promoted"))
+    first_write = None
+    deadline = time.time() + RTO_WAIT_S
+    while first_write is None and time.time() < deadline:
+        time.sleep(5)
+        first_write = _first_stored_batch(primary_master, promote_started)
+    assert first_write is not None, f"the primary stream stored nothing within {RTO_WAIT_S}s of its promote"
+    events.append((first_write, "first primary lake write"))
+    failback_rto_s = first_write - switch_at
+    print(f"failback RTO: {failback_rto_s:.0f}s (promote.yml {promote.elapsed_s:.0f}s)")
+
+    # A fixed end for the checks: the primary's collectors pause, DR's MM2 copies their last records.
+    for host in primary_collectors:
+        must(host_ssh(host, "systemctl stop fms-collector", 180))
+    events.append((time.time(), "primary collectors paused for the checks"))
+    dr_current = converge.run_playbook("dr", "dr_precheck", ["-e", "mirrormaker_check_caught_up=true"])
+    print(f"DR caught up with the primary: {dr_current.summary()}")
+    assert dr_current.ok, playbook_failures(dr_current)
+    rc, out = spark_job(primary_master, f"audit --wait-seconds {AUDIT_WAIT_S}", AUDIT_WAIT_S + 600)
+    audit = last_json(out)
+    print(f"primary audit: rc={rc} {json.dumps(audit)[:600]}")
+    on_primary, on_dr = _topic_digests(primary_broker, raw), _topic_digests(dr_broker, raw)
+    for host in primary_collectors:
+        must(host_ssh(host, "systemctl start fms-collector", 180))
+    events.append((time.time(), "primary serves, DR mirrors it"))
+
+    partitions = sorted(set(on_primary) | set(on_dr))
+    missing_on_primary = sum(
+        (on_dr.get(p, Counter()) - on_primary.get(p, Counter())).total() for p in partitions
+    )
+    missing_on_dr = sum((on_primary.get(p, Counter()) - on_dr.get(p, Counter())).total() for p in partitions)
+    report = {
+        "scenario": "dr_failback",
+        "failback_rto_s": round(failback_rto_s, 1),
+        "failback_rpo_records": missing_on_primary,
+        "failback_missing_on_dr": missing_on_dr,
+        "records_primary": sum(c.total() for c in on_primary.values()),
+        "records_dr": sum(c.total() for c in on_dr.values()),
+        "demote_primary_s": round(demote_primary.elapsed_s, 1),
+        "demote_dr_s": round(demote_dr.elapsed_s, 1),
+        "caught_up_s": round(caught_up.elapsed_s, 1),
+        "promote_s": round(promote.elapsed_s, 1),
+        "took_s": round(time.time() - started, 1),
+        "primary_audit": {k: audit.get(k) for k in AUDIT_KEYS},
+    }
+    path = chaos_report.write(report, events, out=DRILL_OUT)
+    print(f"failback report {path}\n{json.dumps(report)}")
+    # The drill's summary line (make drill prints dr_failover.json last) carries the failback too.
+    summary_path = DRILL_OUT / "dr_failover.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        summary.update(
+            failback_rto_s=report["failback_rto_s"],
+            failback_rpo_records=missing_on_primary,
+            failback_duplicated=int(audit.get("double_counted", 0)),
+        )
+        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    assert missing_on_primary == 0 and missing_on_dr == 0, (
+        f"after failback the raw topics differ: {missing_on_primary} of DR's records are not on the primary, "
+        f"{missing_on_dr} of the primary's are not on DR: {report}"
+    )
+    assert audit.get("conserved") and audit.get("missing") == 0 and audit.get("double_counted") == 0, (
+        f"the primary lake does not conserve its raw topic after failback: {json.dumps(audit)[:3000]}"
+    )
+    assert failback_rto_s <= RTO_TARGET_S, (
+        f"failback RTO {failback_rto_s:.0f}s exceeds {RTO_TARGET_S}s: {report}"
+    )
 
 
 # ---------------------------------------------------------------------------- the pre-check without peering

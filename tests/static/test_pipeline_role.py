@@ -128,7 +128,7 @@ def test_every_default_is_described_in_the_argument_spec() -> None:
             )
         if "choices" in spec and name in defaults and "{{" not in str(defaults[name]):
             assert defaults[name] in spec["choices"], name
-    for entry in ("preflight", "facts", "service", "promote"):
+    for entry in ("preflight", "facts", "service", "promote", "demote"):
         assert specs["argument_specs"][entry]["options"] == options
 
 

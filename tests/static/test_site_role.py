@@ -88,6 +88,23 @@ def test_promote_runs_the_roles_own_service_tasks() -> None:
     assert all(_systemd_args(t) is None for t in promote), "promote.yml must not copy the service tasks"
 
 
+def test_demote_stops_the_writers_first_and_then_mirrors_the_peer() -> None:
+    """ansible/demote.yml (failback): collectors stop before the stream, MirrorMaker 2 starts last, and
+    every play treats the stack as a standby; the role's demote tasks only stop and disable units."""
+    plays = yaml.safe_load((ANSIBLE_DIR / "demote.yml").read_text(encoding="utf-8"))
+    imported, *own = plays
+    assert imported["ansible.builtin.import_playbook"] == "kafka_mirror_source.yml"
+    assert all(p["vars"]["fms_site_role"] == "standby" for p in plays), "a demote.yml play is not a standby"
+    assert own[0]["gather_facts"] is False and "preflight" in own[0]["tags"]
+    order = [p["hosts"] for p in own[1:]]
+    assert order == ["collector", "spark_master", "kafka_mirror"], order
+    assert own[-1]["roles"] == [{"role": "mirrormaker"}]
+    demote = _tasks(ROLE / "tasks" / "demote.yml")
+    units = [_systemd_args(t) for t in demote if _systemd_args(t) is not None]
+    assert units and all(u["state"] == "stopped" and u["enabled"] is False for u in units), units
+    assert [u["name"] for u in units] == ["fms-collector", "{{ item }}.timer", "fms-stream"]
+
+
 CASES = {
     "active": {"fms_site_role": "active"},
     "standby": {"fms_site_role": "standby"},

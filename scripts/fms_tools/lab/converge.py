@@ -32,6 +32,7 @@ PLAYBOOKS = {
     "pipeline": "ansible/pipeline.yml",
     "monitoring": "ansible/monitoring.yml",
     "promote": "ansible/promote.yml",
+    "demote": "ansible/demote.yml",
     "dr_precheck": "ansible/dr_precheck.yml",
     "region_outage": "ansible/region_outage.yml",
 }
