@@ -86,7 +86,7 @@ chaos: bootstrap ## A fresh lab, then under load: a broker setting changed via s
 	  tests/lab/test_lab_faults.py tests/lab/test_lab_pipeline.py \
 	  -k "setting_changed or sigkills or cut_off or datanode_down or audit_conserves_every_raw_record"
 
-drill: bootstrap ## A fresh lab, then the DR drill: DR converged as a standby, MirrorMaker 2 from primary, the primary region cut off, DR promoted (RTO, RPO, conservation), the pre-check without the peering; the summary JSON last
+drill: bootstrap ## A fresh lab, then the DR drill: DR converged as a standby, MirrorMaker 2 from primary, the primary region cut off, DR promoted (RTO, RPO, conservation), failback to the primary (demote, reverse MM2, promote: RTO, RPO, audit), the pre-check without the peering; the summary JSON last
 	@rm -f build/drill/dr_failover.json
 	@$(TF_ENV); rc=0; $(TIMED) drill $(VENV)/bin/pytest --durations=30 -rP -m drill tests/lab || rc=$$?; \
 	  echo "timeline: build/drill/dr_failover.png"; \
