@@ -192,6 +192,15 @@ def _first_stored_batch(master: str, since: float) -> float | None:
     return float(line.split()[0]) if line else None
 
 
+def _wait_first_stored_batch(master: str, since: float, deadline: float, poll_s: float = 5) -> float | None:
+    """_first_stored_batch, polled every `poll_s` until it has one or `deadline` (Unix time) passes."""
+    while True:
+        found = _first_stored_batch(master, since)
+        if found is not None or time.time() >= deadline:
+            return found
+        time.sleep(poll_s)
+
+
 def test_failover_after_a_region_outage_loses_no_acknowledged_record(standby):
     """The primary region loses its network (every host, the bastion too, daemons left running), DR is
     promoted with the repo's own playbook, and the drill measures:
@@ -234,11 +243,7 @@ def test_failover_after_a_region_outage_loses_no_acknowledged_record(standby):
     print(f"promote DR: {promote.summary()}")
     assert promote.ok, playbook_failures(promote)
     events.append((time.time(), "promote.yml done"))
-    first_write = None
-    deadline = cut_at + RTO_WAIT_S
-    while first_write is None and time.time() < deadline:
-        time.sleep(5)
-        first_write = _first_stored_batch(dr_master, promote_started)
+    first_write = _wait_first_stored_batch(dr_master, promote_started, cut_at + RTO_WAIT_S)
     assert first_write is not None, f"the DR stream stored nothing within {RTO_WAIT_S}s of the cut"
     rto_s = first_write - cut_at
     events.append((first_write, "first DR lake write"))
@@ -284,12 +289,7 @@ def test_failover_after_a_region_outage_loses_no_acknowledged_record(standby):
         )
     # The primary comes back by itself: its stream (restarted by systemd throughout the cut) stores again.
     primary_master = first_in_group("spark_master")
-    resumed = None
-    deadline = time.time() + PRIMARY_RESUME_S
-    while resumed is None and time.time() < deadline:
-        resumed = _first_stored_batch(primary_master, heal_at)
-        if resumed is None:
-            time.sleep(10)
+    resumed = _wait_first_stored_batch(primary_master, heal_at, time.time() + PRIMARY_RESUME_S, poll_s=10)
     if resumed is not None:
         events.append((resumed, "primary stream stores again"))
     lost_ts = sorted(ts for loss in losses.values() for ts in loss.lost_ts_ms)
@@ -405,11 +405,7 @@ def test_failback_to_the_primary_loses_nothing_and_mirrors_nothing_twice(standby
     print(f"promote primary: {promote.summary()}")
     assert promote.ok, playbook_failures(promote)
     events.append((time.time(), "primary promoted"))
-    first_write = None
-    deadline = time.time() + RTO_WAIT_S
-    while first_write is None and time.time() < deadline:
-        time.sleep(5)
-        first_write = _first_stored_batch(primary_master, promote_started)
+    first_write = _wait_first_stored_batch(primary_master, promote_started, time.time() + RTO_WAIT_S)
     assert first_write is not None, f"the primary stream stored nothing within {RTO_WAIT_S}s of its promote"
     events.append((first_write, "first primary lake write"))
     failback_rto_s = first_write - switch_at
