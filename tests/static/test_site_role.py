@@ -180,7 +180,7 @@ EXPECTED_TASK = "Tell monitoring whether this host's pipeline services are meant
 @pytest.fixture(scope="module")
 def expected_textfiles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """case -> the node_exporter textfile the role writes (its own template, rendered by Ansible)."""
-    task = next(t for t in _tasks(ROLE / "tasks" / "service.yml") if t.get("name") == EXPECTED_TASK)
+    task = next(t for t in _tasks(ROLE / "tasks" / "expected_running.yml") if t.get("name") == EXPECTED_TASK)
     content = task["ansible.builtin.copy"]["content"]
     return _debug_per_case(tmp_path_factory.mktemp("site-role-textfile"), "Render", content)
 
