@@ -35,8 +35,16 @@ class SimulatorSource:
     """Drives the fleet simulator at a target rate (records/s), paced against the wall clock."""
 
     def __init__(
-        self, fleet: FleetSimulator, sink: Sink, metrics: CollectorMetrics, clock_offset_ms: int = 0
+        self,
+        fleet: FleetSimulator,
+        sink: Sink,
+        metrics: CollectorMetrics,
+        clock_offset_ms: int = 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # ``clock`` is injectable so the pacing can be tested against a clock the test moves,
+        # not against how much CPU a loaded machine happens to give the generator.
+        self.clock = clock
         self.fleet = fleet
         self.clock_offset_ms = clock_offset_ms
         self.sink = sink
@@ -47,13 +55,13 @@ class SimulatorSource:
         self, stop: threading.Event, duration_s: float | None = None, max_records: int | None = None
     ) -> int:
         rate = self.fleet.rate_per_s
-        start = time.monotonic()
+        start = self.clock()
         deadline = start + duration_s if duration_s else None
         sent = 0
         while not stop.is_set():
             if max_records is not None and sent >= max_records:
                 break
-            now = time.monotonic()
+            now = self.clock()
             if deadline is not None and now >= deadline:
                 break
             due = start + sent / rate
