@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from fms_jobs.sparkutil.session import SHORT_LIVED_DRIVER_JAVA_OPTIONS
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -99,6 +100,8 @@ def _run(tmp_path: Path, mode: list[str], timeout_s: float) -> tuple[int, str, f
         f"--stall-restart-seconds={STALL_LIMIT_S}",
         "--conf=spark.ui.enabled=false",
         "--conf=spark.sql.shuffle.partitions=1",
+        # the tests' short-lived driver JVM (C1, serial collector), as build_session(local_test=True)
+        f"--conf=spark.driver.extraJavaOptions={SHORT_LIVED_DRIVER_JAVA_OPTIONS}",
         # idle queries report progress this often (default 10 s, far below production limits)
         "--conf=spark.sql.streaming.noDataProgressEventInterval=2s",
     ]

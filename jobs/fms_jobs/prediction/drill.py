@@ -200,7 +200,7 @@ def run(
     from fms_jobs.prediction import benchmark as bench
     from fms_jobs.prediction import closed_loop
     from fms_jobs.quality.rulebook import load_rules
-    from fms_jobs.sparkutil.session import build_session
+    from fms_jobs.sparkutil.session import LONG_RUNNING_DRIVER_JAVA_OPTIONS, build_session
 
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     C = F.col
@@ -218,6 +218,7 @@ def run(
     conf = {
         "spark.driver.memory": os.environ.get("FMS_PREDICT_DRIVER_MEMORY", "1g"),
         "spark.sql.shuffle.partitions": "4",
+        "spark.driver.extraJavaOptions": LONG_RUNNING_DRIVER_JAVA_OPTIONS,
     }
     spark = build_session("fms-predict-eval", master, conf, local_test=True)
     spark.sparkContext.setLogLevel("ERROR")
