@@ -15,6 +15,12 @@ Usage::
 The tests skip cleanly without Java through tests/support/kafka_broker.py.
 Everything is bounded: start-up waits at most ``startup_timeout`` seconds and stop waits
 ``stop_timeout`` seconds before SIGKILL. Listeners bind to 127.0.0.1 on free ports only.
+
+The archive's command-line tools (``kafka-storage.sh format``, ``kafka-topics.sh``, the console
+producer and consumer) run with the environment the kafka role gives its own tools (tools.env:
+``kafka_tools_heap_size``, ``kafka_tools_jvm_opts``): short-lived JVMs on the C1 compiler and the
+serial collector. The broker's JVM keeps Kafka's defaults unless ``jvm_opts`` says otherwise
+(the tests pass the same light options: a broker that lives for one test module).
 """
 
 from __future__ import annotations
@@ -34,9 +40,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from fms_tools import artifacts
+from fms_tools import REPO, artifacts
 
 READY_MARKER = "Kafka Server started"
+KAFKA_ROLE_DEFAULTS = REPO / "roles" / "kafka" / "defaults" / "main.yml"
 
 
 class KafkaBrokerError(RuntimeError):
@@ -88,6 +95,17 @@ def install_kafka(destination: Path, archive: Path | None = None) -> Path:
     return home
 
 
+def tools_jvm_env() -> dict[str, str]:
+    """KAFKA_HEAP_OPTS and KAFKA_JVM_PERFORMANCE_OPTS of the kafka role's tools (its defaults, one home)."""
+    import yaml  # local: PyYAML only when a tool runs
+
+    defaults = yaml.safe_load(KAFKA_ROLE_DEFAULTS.read_text(encoding="utf-8"))
+    env = {"KAFKA_HEAP_OPTS": f"-Xmx{defaults['kafka_tools_heap_size']}"}
+    if defaults.get("kafka_tools_jvm_opts"):
+        env["KAFKA_JVM_PERFORMANCE_OPTS"] = str(defaults["kafka_tools_jvm_opts"])
+    return env
+
+
 def _cluster_id() -> str:
     """A Kafka cluster id (base64url of a random UUID, like `kafka-storage.sh random-uuid`).
 
@@ -110,6 +128,7 @@ class KafkaBroker:
         archive: Path | None = None,
         host: str = "127.0.0.1",
         heap: str = "512m",
+        jvm_opts: str | None = None,
         properties: Mapping[str, str] | None = None,
         startup_timeout: float = 120.0,
         stop_timeout: float = 30.0,
@@ -117,6 +136,7 @@ class KafkaBroker:
         self.workdir = Path(workdir)
         self.host = host
         self.heap = heap
+        self.jvm_opts = jvm_opts  # the broker's KAFKA_JVM_PERFORMANCE_OPTS; None keeps Kafka's
         self.extra_properties = dict(properties or {})
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
@@ -169,6 +189,10 @@ class KafkaBroker:
             env.pop(name, None)
         return env
 
+    def tools_env(self) -> dict[str, str]:
+        """Environment for the archive's command-line tools: the kafka role's tools.env JVM settings."""
+        return {**self.env(), **tools_jvm_env()}
+
     # -------------------------------------------------------------- lifecycle
     def _properties(self) -> dict[str, str]:
         listeners = f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
@@ -219,6 +243,8 @@ class KafkaBroker:
             self.format()
         env = self.env()
         env["KAFKA_HEAP_OPTS"] = f"-Xmx{self.heap} -Xms128m"
+        if self.jvm_opts is not None:
+            env["KAFKA_JVM_PERFORMANCE_OPTS"] = self.jvm_opts
         out = (self.log_dir / "kafka.out").open("ab")
         try:
             self._process = subprocess.Popen(
@@ -305,7 +331,7 @@ class KafkaBroker:
             input=input,
             capture_output=True,
             text=True,
-            env=self.env(),
+            env=self.tools_env(),
             timeout=timeout,
             check=False,
         )
