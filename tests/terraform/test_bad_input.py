@@ -1,5 +1,8 @@
 """Operator mistakes fail at plan time, with a message saying what to change,
-before anything exists in the (emulated) account."""
+before anything exists in the (emulated) account; and the active stack plans no
+secrets backup bucket (the standby's bucket is checked on test_emulator_apply.py's apply).
+
+Every plan here runs on one staged, initialised primary stack that never holds state."""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ from pathlib import Path
 import pytest
 from emulator_support import client, start_emulator
 from fms_tools.fmsops.emulator import Emulator, register_lab_image
-from fms_tools.fmsops.terraform import Stack, env_region, lab_stack, lab_var_file
+from fms_tools.fmsops.platform_contract import load as load_platform
+from fms_tools.fmsops.terraform import Stack, env_region, lab_stack, lab_var_file, var_args
 
 pytestmark = pytest.mark.terraform
 
@@ -122,4 +126,23 @@ def test_plan_rejects_bad_input(case: str, stack: Stack, emulator: Emulator, tmp
         )["Vpcs"]
         == []
     )
+    assert not (stack.chdir / "terraform.tfstate").exists()
+
+
+def test_active_stack_makes_none(stack: Stack, emulator: Emulator) -> None:
+    """The secrets backups belong to the standby stack: the active one plans no bucket for them."""
+    assert load_platform().stack(stack.env).role == "active"
+    variables = var_args([lab_var_file(stack.env)], {"aws_endpoint_url": emulator.url})
+    plan = stack.run(
+        "plan",
+        "-detailed-exitcode",
+        "-input=false",
+        "-no-color",
+        "-target=module.secrets_backup_bucket",
+        *variables,
+        check=False,
+    )
+    # 2: the target's inputs (the access-log bucket) would be created, the backup bucket not.
+    assert plan.returncode in (0, 2), plan.stdout[-3000:]
+    assert "module.secrets_backup_bucket" not in plan.stdout, plan.stdout[-3000:]
     assert not (stack.chdir / "terraform.tfstate").exists()

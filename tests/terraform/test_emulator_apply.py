@@ -6,6 +6,13 @@ leaves nothing.
 The order is the operator's (README): primary, then DR (its VPC peering needs
 the primary's VPC), then primary again with lake replication into DR's buckets.
 
+The standby stack's secrets backup bucket is checked on the same apply (it used to get an
+emulator, an init and a targeted apply of its own); the active stack's refusal of it is in
+test_bad_input.py, on that module's empty stack. The playbooks' round trip runs in
+tests/integration/test_secrets_backup.py on a bucket made with boto3: this one, like every
+s3_bucket, denies requests without TLS (DenyInsecureTransport), and the emulator serves plain
+HTTP, so moto answers the playbooks' object calls 403 - as AWS would answer an http client.
+
 Timings land in build/reports/terraform-emulator.json.
 """
 
@@ -30,6 +37,8 @@ from fms_tools.fmsops.terraform import REPO, Stack, env_region, lab_stack, lab_v
 pytestmark = [pytest.mark.terraform, pytest.mark.slow]
 REPORT = REPO / "build" / "reports" / "terraform-emulator.json"
 ENVS = ("primary", "dr")  # DR after primary: DR requests the peering to the primary's VPC
+STANDBY = next(name for name, s in load_platform().stacks.items() if s.role == "standby")
+ACTIVE = next(name for name, s in load_platform().stacks.items() if s.role == "active")
 
 
 class Applied:
@@ -249,6 +258,29 @@ def test_primary_lake_replicates_to_dr(applied: Applied) -> None:
         rules = s3.get_bucket_replication(Bucket=bucket)["ReplicationConfiguration"]["Rules"]
         assert rules[0]["Status"] == "Enabled"
         assert rules[0]["Destination"]["Bucket"] == dr_arns[tier]
+
+
+def test_standby_stack_makes_a_private_versioned_kms_encrypted_bucket(applied: Applied) -> None:
+    """The secrets backups' bucket: on the standby stack only (its region outlives the active one)."""
+    assert {STANDBY, ACTIVE} == set(ENVS)
+    # `terraform output` leaves out a null output: the active stack makes no such bucket.
+    assert applied.outputs[ACTIVE].get("secrets_backup_bucket") is None
+    bucket = applied.outputs[STANDBY]["secrets_backup_bucket"]
+    assert bucket.endswith("-secrets-backup") and env_region(STANDBY) in bucket
+    s3 = applied.s3(STANDBY)
+    assert s3.get_bucket_location(Bucket=bucket)["LocationConstraint"] == env_region(STANDBY)
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": applied.outputs[STANDBY]["kms_key_arn"],
+    }
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values()) and len(block) == 4
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    deny = [st for st in policy["Statement"] if st.get("Sid") == "DenyInsecureTransport"]
+    assert deny and deny[0]["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+    assert s3.get_bucket_logging(Bucket=bucket)["LoggingEnabled"]["TargetPrefix"] == "secrets-backup/"
 
 
 @pytest.mark.parametrize(("env", "inventory"), [("primary", "aws_ec2.yml"), ("dr", "dr.aws_ec2.yml")])
