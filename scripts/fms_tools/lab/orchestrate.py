@@ -36,6 +36,7 @@ from . import (
     hosts,
     mirror,
     network,
+    package_cache,
     preflight,
     progress,
     rootfs,
@@ -537,6 +538,7 @@ def _converge_hosts(env: Env, found: discovery.Discovery, image: Path, all_hosts
                 f"hosts: creating {name} ({want['ip']}/{want['prefix']}, {','.join(want['roles'])})"
             )
             rec = all_hosts[name] = want
+            package_cache.seed(image, state.host_dir(name) / "upper")
             root = hosts.mount_root(rec, image)
             hosts.write_identity(rec, root, pubkey, nameservers)
         state.save_hosts(all_hosts)
@@ -653,6 +655,10 @@ def _remove_hosts(all_hosts: dict[str, hosts.HostRecord], targets: list[str]) ->
         rec = doomed[name]
         progress.step(f"hosts: removing {name} ({rec['ip']})")
         hosts.save_journal(rec)
+        try:
+            package_cache.harvest(state.host_dir(name) / "upper")
+        except (OSError, SystemExit) as exc:  # a cache is never a reason to keep a host
+            progress.warn(f"package cache: nothing kept from {name}: {exc}")
         hosts.destroy(rec)
 
     errors: list[BaseException] = []
