@@ -335,11 +335,12 @@ def test_preflight_passes_a_good_inventory_then_connects(secrets_dir: Path, tmp_
     plays = _plays(output)
     first = plays.index(next(p for p in plays if p.startswith(SITE_ROLE_PLAY)))
     assert first >= 1 and plays[first - 1].startswith(PREFLIGHT_PLAY), plays
-    assert plays[first:] == [plays[first]], f"the run went past the site-role check: {plays}"
-    preflight_part = output.split(f"PLAY [{plays[first]}", 1)[0]
+    assert plays[first + 1].startswith("OS baseline"), plays
+    preflight_part, site_role_part = output.split(f"PLAY [{plays[first]}", 1)
     assert "FAILED!" not in preflight_part and "UNREACHABLE" not in preflight_part, preflight_part[-3000:]
+    assert "UNREACHABLE" in site_role_part.split("PLAY [OS baseline", 1)[0], site_role_part[-3000:]
     recap = _recap(output)
-    for host, counts in recap.items():  # every host stopped at its first connection, unchanged
+    for host, counts in recap.items():  # every host stopped at its first connection (the check), unchanged
         assert counts.get("unreachable", 0) == 1, f"{host}: {counts}"
         assert counts.get("changed", 0) == 0, f"{host}: {counts}"
 
