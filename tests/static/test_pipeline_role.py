@@ -100,12 +100,15 @@ def _defaults() -> dict[str, Any]:
 
 
 def test_playbook_plays() -> None:
-    """Preflight first (connection-less), then the Kafka bootstrap, then the role on both groups."""
+    """Preflight first (connection-less), the recorded site role (read-only, as in site.yml), then the
+    Kafka bootstrap, then the role on both groups."""
     plays = yaml.safe_load(PLAYBOOK.read_text(encoding="utf-8"))
     assert plays[0]["name"].startswith(PREFLIGHT_PLAY) and plays[0]["gather_facts"] is False
     hosts = [p["hosts"] for p in plays]
-    assert hosts == ["collector:spark_master", "kafka", "spark_master", "collector"]
-    for play in plays[2:]:
+    assert hosts == ["collector:spark_master", "collector:spark_master", "kafka", "spark_master", "collector"]
+    check = plays[1]["tasks"][0]["ansible.builtin.include_role"]
+    assert check == {"name": "common", "tasks_from": "site_role_check"} and plays[1]["any_errors_fatal"]
+    for play in plays[3:]:
         assert [r["role"] for r in play["roles"]] == ["fms_pipeline"]
 
 
